@@ -1,0 +1,31 @@
+"""cti_bridge: the CTI event stream and control socket (protocol version 1)."""
+
+from collections.abc import Iterable
+
+from .events import PROTOCOL_VERSION, envelope, event_data, iso_utc, wire_name
+from .protocol import CtiError, require_str
+from .server import Control, CtiServer, EventBus, Sink, Token
+
+
+def build_cti(
+    bus: EventBus, tokens: Iterable[Token], control: Control, *, host: str, port: int
+) -> CtiServer:
+    """The one wiring point: a CTI socket serving ``bus`` and running ``control``."""
+    return CtiServer(bus, tokens, control, host=host, port=port)
+
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "Control",
+    "CtiError",
+    "CtiServer",
+    "EventBus",
+    "Sink",
+    "Token",
+    "build_cti",
+    "envelope",
+    "event_data",
+    "iso_utc",
+    "require_str",
+    "wire_name",
+]

@@ -1,0 +1,237 @@
+"""The asyncio side of the CTI bridge: the event bus and the NDJSON TCP socket."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from .events import PROTOCOL_VERSION, envelope, wire_name
+from .protocol import (
+    MAX_LINE_BYTES,
+    CtiError,
+    Subscription,
+    error_reply,
+    ok_reply,
+    parse_patterns,
+    parse_request,
+    require_str,
+)
+
+log = structlog.get_logger("cti")
+
+#: Runs an authenticated command that the bridge does not own (agent.*, ...).
+#: Returns the reply's extra fields or raises CtiError.
+Control = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+Sink = Callable[[dict[str, Any]], None]
+
+MAX_QUEUED_LINES = 10_000  # per client; a client that falls further behind is disconnected
+MAX_AUTH_FAILURES = 3  # per connection, then it is closed
+
+
+class EventBus:
+    """Numbers every event with a server-wide strictly increasing ``seq`` and fans it out."""
+
+    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
+        self._wall = wall_clock
+        self.seq = 0
+        self._clients: set[_Client] = set()
+        self._sinks: list[Sink] = []
+
+    def add_sink(self, sink: Sink) -> None:
+        """A sink sees every envelope (call records, logs, later MQTT)."""
+        self._sinks.append(sink)
+
+    def publish(self, event: object) -> dict[str, Any]:
+        self.seq += 1
+        env = envelope(self.seq, event, self._wall())
+        name = env["event"]
+        line: bytes | None = None
+        for client in list(self._clients):
+            if client.subscription.wants(name):
+                if line is None:
+                    line = (json.dumps(env, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+                client.send_line(line)
+        for sink in self._sinks:
+            try:
+                sink(env)
+            except Exception:  # a broken sink must not stop the others or the call
+                log.exception("event_sink_failed", event=name)
+        return env
+
+    def publish_all(self, events: Iterable[object]) -> None:
+        for event in events:
+            self.publish(event)
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    name: str  # who holds it; logged instead of the secret
+    secret: str
+
+
+class _Client:
+    def __init__(self, writer: asyncio.StreamWriter, peer: str) -> None:
+        self.writer = writer
+        self.peer = peer
+        self.subscription = Subscription()
+        self.token: Token | None = None
+        self.auth_failures = 0
+        self._lines: deque[bytes] = deque()
+        self._wake = asyncio.Event()
+        self.closing: str | None = None
+
+    def send(self, obj: dict[str, Any]) -> None:
+        self.send_line((json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n").encode())
+
+    def send_line(self, line: bytes) -> None:
+        if self.closing:
+            return
+        if len(self._lines) >= MAX_QUEUED_LINES:
+            self.close("slow_consumer")
+            return
+        self._lines.append(line)
+        self._wake.set()
+
+    def close(self, reason: str) -> None:
+        if self.closing is None:
+            self.closing = reason
+            self._lines.append(
+                (json.dumps({"event": "session.closed", "data": {"reason": reason}}) + "\n").encode()
+            )
+            self._wake.set()
+
+    async def pump(self) -> None:
+        """Writes queued lines in order; ends when the client is closed and drained."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._lines:
+                self.writer.write(self._lines.popleft())
+            await self.writer.drain()
+            if self.closing:
+                return
+
+
+class CtiServer:
+    def __init__(
+        self, bus: EventBus, tokens: Iterable[Token], control: Control, *, host: str, port: int
+    ) -> None:
+        self.bus = bus
+        self.tokens = list(tokens)
+        self.control = control
+        self.host, self.port = host, port
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._serve, self.host, self.port, limit=MAX_LINE_BYTES
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("cti_listening", host=self.host, port=self.port, protocol=PROTOCOL_VERSION)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for client in list(self.bus._clients):
+                client.close("server_shutdown")
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        peer = "%s:%s" % writer.get_extra_info("peername")[:2]
+        client = _Client(writer, peer)
+        pump = asyncio.create_task(client.pump())
+        log.info("cti_connected", peer=peer)
+        try:
+            while client.closing is None:
+                line = await self._read_line(reader, client)
+                if line is None:
+                    break
+                if line.strip():
+                    await self._dispatch(client, line)
+            if client.closing is not None:
+                await asyncio.wait_for(pump, timeout=5)
+        except (ConnectionError, TimeoutError, asyncio.CancelledError):
+            pass
+        finally:
+            self.bus._clients.discard(client)
+            pump.cancel()
+            writer.close()
+            log.info("cti_disconnected", peer=peer, reason=client.closing or "client_closed")
+            self._tasks.discard(task)
+
+    async def _read_line(self, reader: asyncio.StreamReader, client: _Client) -> bytes | None:
+        """One line, or None at EOF. An over-long line is answered and skipped."""
+        while True:
+            try:
+                return await reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError as exc:
+                return exc.partial or None
+            except asyncio.LimitOverrunError as exc:
+                # drop everything up to and including the next newline, then go on
+                await reader.readexactly(exc.consumed)
+                while True:
+                    try:
+                        await reader.readuntil(b"\n")
+                        break
+                    except asyncio.LimitOverrunError as more:
+                        await reader.readexactly(more.consumed)
+                client.send(error_reply(None, "cti.line_too_long", f"a line may hold at most {MAX_LINE_BYTES} bytes"))
+
+    async def _dispatch(self, client: _Client, line: bytes) -> None:
+        rid: Any = None
+        try:
+            request = parse_request(line)
+            rid = request.id
+            if request.cmd == "auth":
+                self._auth(client, request.args)
+                client.send(ok_reply(rid, protocol=PROTOCOL_VERSION))
+                return
+            if client.token is None:
+                raise CtiError("cti.auth_required", "authenticate first: {\"id\": 1, \"cmd\": \"auth\", \"token\": \"...\"}")
+            if request.cmd == "subscribe":
+                client.subscription.patterns = parse_patterns(request.args)
+                self.bus._clients.add(client)
+                client.send(ok_reply(rid, seq=self.bus.seq))
+                return
+            if request.cmd == "ping":
+                client.send(ok_reply(rid, seq=self.bus.seq))
+                return
+            result = await self.control(request.cmd, request.args)
+            client.send(ok_reply(rid, **result))
+        except CtiError as exc:
+            rid = getattr(exc, "request_id", rid)
+            client.send(error_reply(rid, exc.code, exc.message))
+            if exc.code == "cti.auth_failed" and client.auth_failures >= MAX_AUTH_FAILURES:
+                client.close("auth_failed")
+        except Exception as exc:  # a bug in one command must not take the socket down
+            log.exception("cti_command_crashed", peer=client.peer)
+            client.send(error_reply(rid, "cti.internal", f"the server failed to run this command: {type(exc).__name__}"))
+
+    def _auth(self, client: _Client, args: dict[str, Any]) -> None:
+        offered = require_str(args, "token")
+        for token in self.tokens:
+            if hmac.compare_digest(token.secret.encode(), offered.encode()):
+                client.token = token
+                log.info("cti_authenticated", peer=client.peer, token_name=token.name)
+                return
+        client.auth_failures += 1
+        log.warning("cti_auth_failed", peer=client.peer, failures=client.auth_failures)
+        raise CtiError("cti.auth_failed", "the token is not valid; check [cti] tokens in the server's config")
+
+
+__all__ = ["Control", "CtiError", "CtiServer", "EventBus", "Sink", "Token", "require_str", "wire_name"]

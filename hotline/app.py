@@ -1,0 +1,479 @@
+"""The wiring: telephony events in, IVR and ACD cores stepped, their actions run.
+
+Everything here runs on the one event-loop thread that also owns pjsua2. Time
+for the cores is ``loop.time()`` (monotonic seconds); wall time is only used
+for timestamps on the wire and in records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+import acd
+import cti_bridge
+import ivr
+import telephony
+from telephony import events as tev
+
+from . import events as hev
+from .config import Config
+from .store import CallStore
+
+log = structlog.get_logger("hotline")
+
+# SIP final codes on an agent leg -> the cause reported in agent.offer_failed
+_RING_CAUSES = {486: "busy", 600: "busy", 603: "declined", 480: "unavailable", 404: "not_found", 408: "no_answer"}
+
+
+@dataclass(eq=False)
+class CallSession:
+    """One caller's call: the caller leg, the IVR walk, and at most one agent leg."""
+
+    call_id: str
+    leg: str  # caller leg id
+    caller: str
+    interp: ivr.CallInterpreter
+    started: float  # loop time of the offer, seconds
+    started_wall: float  # epoch seconds
+    log: Any
+    phase: str = "ivr"  # ivr -> queued -> connected -> ended
+    confirmed: bool = False
+    media_ready: bool = False
+    ivr_started: bool = False
+    answered_at: float | None = None
+    queued_at: float | None = None
+    connected_at: float | None = None
+    queue: str | None = None
+    agent_id: str | None = None
+    agent_leg: str | None = None  # leg being rung or talking
+    agent_confirmed: bool = False
+    agent_media: bool = False
+    cancelled_legs: set[str] = field(default_factory=set)  # agent legs we cancelled
+    playing: int | None = None  # token of the prompt the caller hears
+    timer: asyncio.TimerHandle | None = None
+    recording: tuple[Path, Path, Path] | None = None  # caller part, agent part, final
+    voicemail: Path | None = None
+    end_cause: str | None = None
+
+
+class Server:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.bus = cti_bridge.EventBus()
+        self.router = acd.build_router(
+            [
+                acd.QueueSpec(
+                    name=q.name, skills=q.skills, ring_timeout=q.ring_timeout, wrap_up=q.wrap_up,
+                    max_no_answer=q.max_no_answer, retry_delay=q.retry_delay,
+                )
+                for q in config.acd.queues
+            ],
+            [acd.AgentSpec(id=a.id, name=a.name or a.id, skills=a.skills, contact=a.contact) for a in config.acd.agents],
+        )
+        flow_path = config.path(config.flows.directory) / f"{config.flows.main}.yaml"
+        self.flow = ivr.load_flow(flow_path, known_queues=[q.name for q in config.acd.queues])
+        self.store = CallStore(config.path(config.storage.database))
+        self.recordings = config.path(config.recordings.directory)
+        self.tts = telephony.Synthesizer(
+            config.path(config.prompts.tts_cache), voice=config.prompts.tts_voice,
+            rate=config.prompts.tts_rate, clock_rate=config.sip.clock_rate,
+        )
+        self.prompt_dirs = [config.path(d) for d in config.prompts.directories]
+        sip = config.sip
+        public = sip.public_host or ("127.0.0.1" if sip.host == "0.0.0.0" else sip.host)
+        self.endpoint = telephony.build_endpoint(
+            telephony.endpoint_config(
+                host=sip.host, public_host=public, port=sip.port, transports=sip.transports,
+                rtp_port=sip.rtp_port, max_calls=sip.max_calls, clock_rate=sip.clock_rate, user=sip.user,
+            ),
+            self._on_telephony,
+        )
+        self.cti = cti_bridge.build_cti(
+            self.bus, [cti_bridge.Token(t.name, t.secret) for t in config.cti.tokens], self._control,
+            host=config.cti.host, port=config.cti.port,
+        )
+        self.calls: dict[str, CallSession] = {}
+        self._by_leg: dict[str, CallSession] = {}
+        self._router_timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = asyncio.Event()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._prompt_paths: dict[str, Path | None] = {}
+
+    # ------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        (self.recordings / ".parts").mkdir(parents=True, exist_ok=True)
+        await self.store.open()
+        self.tts.start()
+        await self.cti.start()
+        self.endpoint.start()
+        for agent in self.config.acd.agents:
+            if agent.autologin:
+                self._acd(acd.events.AgentLoggedIn(agent_id=agent.id))
+                self._acd(acd.events.AgentBecameReady(agent_id=agent.id))
+        log.info("hotline_started", flow=self.flow.name, flow_version=self.flow.version,
+                 sip_port=self.config.sip.port, cti_port=self.cti.port)
+
+    async def stop(self) -> None:
+        log.info("hotline_stopping", calls=len(self.calls))
+        for session in list(self.calls.values()):
+            session.end_cause = session.end_cause or "shutdown"
+        await self.endpoint.shutdown()
+        if self._router_timer is not None:
+            self._router_timer.cancel()
+        if self._background:
+            await asyncio.wait(self._background, timeout=10)
+        await self.cti.stop()
+        self.tts.stop()
+        await self.store.close()
+        log.info("hotline_stopped")
+
+    async def run_until_signalled(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stopping.set)
+        await self.start()
+        try:
+            await self._stopping.wait()
+        finally:
+            await self.stop()
+
+    def _now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ------------------------------------------------------------- telephony
+    def _on_telephony(self, event: tev.TelephonyEvent) -> None:
+        if isinstance(event, tev.IncomingCall):
+            self._incoming(event)
+            return
+        session = self._by_leg.get(event.leg_id)
+        if session is None:
+            return
+        if event.leg_id == session.leg:
+            self._caller_event(session, event)
+        else:
+            self._agent_event(session, event)
+
+    def _incoming(self, event: tev.IncomingCall) -> None:
+        call_id = secrets.token_hex(8)
+        interp = ivr.build_interpreter(self.flow, call_id, event.caller)
+        session = CallSession(
+            call_id=call_id, leg=event.leg_id, caller=event.caller, interp=interp,
+            started=self._now(), started_wall=time.time(),
+            log=log.bind(call_id=call_id, flow=self.flow.name),
+        )
+        self.calls[call_id] = session
+        self._by_leg[event.leg_id] = session
+        self.bus.publish(
+            hev.CallOffered(
+                call_id=call_id, caller=event.caller, from_uri=event.from_uri, to_uri=event.to_uri,
+                sip_call_id=event.sip_call_id, flow=self.flow.name, flow_version=self.flow.version,
+            )
+        )
+        self.store.upsert(
+            call_id, sip_call_id=event.sip_call_id, caller=event.caller, from_uri=event.from_uri,
+            to_uri=event.to_uri, flow=self.flow.name, flow_version=self.flow.version,
+            started_at=cti_bridge.iso_utc(session.started_wall),
+        )
+        try:
+            self.endpoint.answer(event.leg_id)
+        except Exception as exc:
+            session.log.error("answer_failed", error=str(exc))
+            self.endpoint.hangup(event.leg_id, 500)
+
+    def _caller_event(self, s: CallSession, event: tev.TelephonyEvent) -> None:
+        match event:
+            case tev.LegAnswered():
+                s.confirmed = True
+                s.answered_at = self._now()
+                self.bus.publish(hev.CallAnswered(call_id=s.call_id))
+                self._maybe_start_ivr(s)
+            case tev.LegMediaReady():
+                s.media_ready = True
+                self._maybe_start_ivr(s)
+            case tev.DtmfReceived(digit=digit, method=method):
+                s.log.debug("dtmf", digit="*" if digit else digit, method=method)
+                if s.phase in ("ivr", "queued"):
+                    self._ivr(s, s.interp.handle(ivr.DigitPressed(digit=digit), self._now()))
+            case tev.PlaybackFinished(token=token):
+                if token == s.playing:
+                    s.playing = None
+                    self._ivr(s, s.interp.handle(ivr.PromptFinished(token=token), self._now()))
+            case tev.TransferEnded(code=code):
+                s.log.info("transfer_ended", code=code)
+                self.endpoint.hangup(s.leg)
+            case tev.LegEnded(code=code):
+                self._caller_gone(s, code)
+
+    def _agent_event(self, s: CallSession, event: tev.TelephonyEvent) -> None:
+        leg = event.leg_id
+        if isinstance(event, tev.LegEnded):
+            self._by_leg.pop(leg, None)
+        if leg != s.agent_leg:
+            return  # a leg we already gave up on
+        match event:
+            case tev.LegAnswered():
+                s.agent_confirmed = True
+                self._maybe_agent_answered(s)
+            case tev.LegMediaReady():
+                s.agent_media = True
+                self._maybe_agent_answered(s)
+            case tev.LegEnded(code=code):
+                s.agent_leg = None
+                if leg in s.cancelled_legs or s.phase == "ended":
+                    return
+                assert s.agent_id is not None
+                if s.phase == "connected":
+                    s.end_cause = "agent_hangup"
+                    self._acd(acd.events.AgentHungUp(call_id=s.call_id, agent_id=s.agent_id))
+                    self.endpoint.hangup(s.leg)
+                else:
+                    cause = _RING_CAUSES.get(code, f"sip_{code}")
+                    self._acd(acd.events.AgentRingFailed(call_id=s.call_id, agent_id=s.agent_id, cause=cause))
+
+    def _maybe_start_ivr(self, s: CallSession) -> None:
+        if s.confirmed and s.media_ready and not s.ivr_started:
+            s.ivr_started = True
+            self._ivr(s, s.interp.start(self._now()))
+
+    def _maybe_agent_answered(self, s: CallSession) -> None:
+        if s.agent_confirmed and s.agent_media and s.phase == "queued" and s.agent_id is not None:
+            self._acd(acd.events.AgentAnswered(call_id=s.call_id, agent_id=s.agent_id))
+
+    def _caller_gone(self, s: CallSession, code: int) -> None:
+        now = self._now()
+        if s.timer is not None:
+            s.timer.cancel()
+        cause = s.end_cause
+        if cause is None:
+            cause = {"queued": "abandoned", "connected": "caller_hangup"}.get(s.phase, "caller_hangup")
+        phase, s.phase = s.phase, "ended"
+        if self.router.has_call(s.call_id):
+            self._acd(acd.events.CallerHungUp(call_id=s.call_id))
+        if s.agent_leg is not None:
+            self.endpoint.hangup(s.agent_leg)
+        self._finish_recordings(s)
+        answered = s.answered_at or now
+        queued = s.queued_at
+        connected = s.connected_at
+        ended = hev.CallEnded(
+            call_id=s.call_id, cause=cause, sip_code=code, queue=s.queue, agent_id=s.agent_id,
+            total_seconds=now - s.started,
+            ivr_seconds=(queued or now) - answered if s.answered_at else 0.0,
+            wait_seconds=((connected or now) - queued) if queued is not None else 0.0,
+            talk_seconds=(now - connected) if connected is not None else 0.0,
+        )
+        self.bus.publish(ended)
+        self.store.upsert(
+            s.call_id, ended_at=cti_bridge.iso_utc(time.time()), cause=cause, queue=s.queue,
+            agent_id=s.agent_id, ivr_seconds=ended.ivr_seconds, wait_seconds=ended.wait_seconds,
+            talk_seconds=ended.talk_seconds, total_seconds=ended.total_seconds,
+            ivr_path=s.interp.path, inputs=s.interp.inputs,
+        )
+        s.log.info("call_summary", caller=s.caller, cause=cause, last_phase=phase, queue=s.queue,
+                   agent_id=s.agent_id, ivr_path=s.interp.path, seconds=round(ended.total_seconds, 2))
+        self.calls.pop(s.call_id, None)
+        self._by_leg.pop(s.leg, None)
+
+    # ------------------------------------------------------------------- IVR
+    def _ivr(self, s: CallSession, outputs: list[ivr.Output]) -> None:
+        for out in outputs:
+            match out:
+                case ivr.PlayPrompt(prompt=prompt, token=token):
+                    s.playing = token
+                    self._spawn(self._play(s, prompt, token))
+                case ivr.StopPrompt(token=token):
+                    if s.playing == token:
+                        s.playing = None
+                        self.endpoint.stop_play(s.leg)
+                case ivr.Enqueue(queue=queue, priority=priority, data=data):
+                    s.phase, s.queue, s.queued_at = "queued", queue, self._now()
+                    self._acd(acd.events.CallEnqueued(call_id=s.call_id, queue=queue, priority=priority, data=data))
+                case ivr.Transfer(to=to):
+                    s.end_cause = "transferred"
+                    self._safely(s, self.endpoint.transfer, s.leg, to)
+                case ivr.StartRecording():
+                    path = self.recordings / f"{s.call_id}-voicemail.wav"
+                    if self._safely(s, self.endpoint.record, [(s.leg, path)]):
+                        s.voicemail = path
+                case ivr.HangUp(reason=reason):
+                    s.end_cause = s.end_cause or "ivr_hangup"
+                    s.log.info("ivr_hangup", reason=reason)
+                    self.endpoint.hangup(s.leg)
+                case _:
+                    self.bus.publish(out)  # IvrInput, IvrEscalated
+        self._arm_call_timer(s)
+
+    def _safely(self, s: CallSession, fn: Any, *args: Any) -> bool:
+        try:
+            fn(*args)
+            return True
+        except Exception as exc:
+            s.log.error("telephony_action_failed", action=getattr(fn, "__name__", "?"), error=str(exc))
+            return False
+
+    def _arm_call_timer(self, s: CallSession) -> None:
+        if s.timer is not None:
+            s.timer.cancel()
+            s.timer = None
+        deadline = s.interp.next_deadline()
+        if deadline is not None and self._loop is not None and s.phase != "ended":
+            s.timer = self._loop.call_at(deadline, self._call_timer, s)
+
+    def _call_timer(self, s: CallSession) -> None:
+        s.timer = None
+        if s.phase != "ended":
+            self._ivr(s, s.interp.on_timer(self._now()))
+
+    async def _play(self, s: CallSession, prompt: ivr.Prompt, token: int) -> None:
+        wav = await self._resolve_prompt(prompt)
+        if s.playing != token or s.phase == "ended":
+            return  # stopped, replaced or hung up while it was being found
+        try:
+            self.endpoint.play(s.leg, wav, token)
+        except Exception as exc:
+            s.log.error("play_failed", wav=str(wav), error=str(exc))
+            self._on_telephony(tev.PlaybackFinished(leg_id=s.leg, token=token))
+
+    async def _resolve_prompt(self, prompt: ivr.Prompt) -> Path:
+        if prompt.id is not None:
+            if prompt.id not in self._prompt_paths:
+                found = next((d / f"{prompt.id}.wav" for d in self.prompt_dirs if (d / f"{prompt.id}.wav").is_file()), None)
+                self._prompt_paths[prompt.id] = found
+            path = self._prompt_paths[prompt.id]
+            if path is not None:
+                return path
+        if prompt.text:
+            return await self.tts.speak(prompt.text)
+        log.error("prompt_missing", prompt=prompt.id)
+        return self.tts.failure_tone
+
+    # ------------------------------------------------------------------- ACD
+    def _acd(self, event: acd.events.Input) -> None:
+        self._run_acd(self.router.handle(event, self._now()))
+
+    def _router_tick(self) -> None:
+        self._router_timer = None
+        self._run_acd(self.router.on_timer(self._now()))
+
+    def _run_acd(self, outputs: list[acd.events.Output]) -> None:
+        for out in outputs:
+            match out:
+                case acd.events.RingAgent(call_id=cid, agent_id=aid, contact=contact):
+                    s = self.calls[cid]
+                    s.agent_id, s.agent_confirmed, s.agent_media = aid, False, False
+                    s.agent_leg = self.endpoint.dial(contact, {"X-Hotline-Call-Id": cid, "X-Hotline-Caller": s.caller})
+                    self._by_leg[s.agent_leg] = s
+                case acd.events.CancelRing(call_id=cid):
+                    s = self.calls[cid]
+                    if s.agent_leg is not None:
+                        s.cancelled_legs.add(s.agent_leg)
+                        self.endpoint.hangup(s.agent_leg)
+                        s.agent_leg = None
+                case acd.events.BridgeCall(call_id=cid):
+                    self._bridge(self.calls[cid])
+                case acd.events.CallConnected():
+                    self.calls[out.call_id].connected_at = self._now()
+                    self.bus.publish(out)
+                case _:
+                    self.bus.publish(out)
+        deadline = self.router.next_deadline()
+        if self._router_timer is not None:
+            self._router_timer.cancel()
+            self._router_timer = None
+        if deadline is not None and self._loop is not None:
+            self._router_timer = self._loop.call_at(deadline, self._router_tick)
+
+    def _bridge(self, s: CallSession) -> None:
+        assert s.agent_leg is not None
+        s.phase = "connected"
+        self._ivr(s, s.interp.handle(ivr.AgentConnected(), self._now()))
+        s.playing = None
+        self.endpoint.stop_play(s.leg)
+        if not self._safely(s, self.endpoint.bridge, s.leg, s.agent_leg):
+            self.endpoint.hangup(s.leg)
+            return
+        parts = self.recordings / ".parts"
+        caller_part, agent_part = parts / f"{s.call_id}-caller.wav", parts / f"{s.call_id}-agent.wav"
+        if self._safely(s, self.endpoint.record, [(s.leg, caller_part), (s.agent_leg, agent_part)]):
+            s.recording = (caller_part, agent_part, self.recordings / f"{s.call_id}.wav")
+
+    def _finish_recordings(self, s: CallSession) -> None:
+        """Close the recorders now; merge and checksum off the loop thread."""
+        if s.recording is not None:
+            self.endpoint.stop_recording(s.leg)
+            if s.agent_leg is not None:
+                self.endpoint.stop_recording(s.agent_leg)
+            self._spawn(self._publish_recording(s.call_id, *s.recording))
+            s.recording = None
+        if s.voicemail is not None:
+            self.endpoint.stop_recording(s.leg)
+            self._spawn(self._publish_voicemail(s.call_id, s.voicemail))
+            s.voicemail = None
+
+    async def _publish_recording(self, call_id: str, left: Path, right: Path, final: Path) -> None:
+        try:
+            result = await asyncio.to_thread(telephony.merge_stereo, left, right, final)
+        except Exception as exc:
+            log.error("recording_failed", call_id=call_id, error=str(exc))
+            self.bus.publish(hev.RecordingFailed(call_id=call_id, kind="call", error=str(exc)))
+            return
+        left.unlink(missing_ok=True)
+        right.unlink(missing_ok=True)
+        self.store.upsert(call_id, recording_path=str(final.resolve()), recording_sha256=result.sha256)
+        self.bus.publish(
+            hev.RecordingReady(call_id=call_id, kind="call", path=str(final.resolve()), seconds=result.seconds,
+                               channels=result.channels, sha256=result.sha256)
+        )
+
+    async def _publish_voicemail(self, call_id: str, path: Path) -> None:
+        try:
+            seconds = await asyncio.to_thread(telephony.wav_seconds, path)
+            digest = await asyncio.to_thread(telephony.sha256_file, path)
+        except Exception as exc:
+            self.bus.publish(hev.RecordingFailed(call_id=call_id, kind="voicemail", error=str(exc)))
+            return
+        self.bus.publish(
+            hev.RecordingReady(call_id=call_id, kind="voicemail", path=str(path.resolve()), seconds=seconds,
+                               channels=1, sha256=digest)
+        )
+
+    # ------------------------------------------------------------------- CTI
+    async def _control(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
+        agent_cmds = {"agent.login", "agent.ready", "agent.not_ready", "agent.logout"}
+        if cmd not in agent_cmds:
+            known = ", ".join(sorted({"auth", "subscribe", "ping", *agent_cmds}))
+            raise cti_bridge.CtiError("cti.unknown_command", f"unknown command '{cmd}'; known: {known}")
+        agent_id = cti_bridge.require_str(args, "agent")
+        event: acd.events.Input
+        if cmd == "agent.login":
+            contact = args.get("contact")
+            if contact is not None and (not isinstance(contact, str) or not contact.startswith(("sip:", "sips:"))):
+                raise cti_bridge.CtiError("cti.bad_request", "\"contact\" must be a SIP URI like sip:1001@10.0.0.5:5060")
+            event = acd.events.AgentLoggedIn(agent_id=agent_id, contact=contact)
+        elif cmd == "agent.ready":
+            event = acd.events.AgentBecameReady(agent_id=agent_id)
+        elif cmd == "agent.not_ready":
+            event = acd.events.AgentWentNotReady(agent_id=agent_id, reason=cti_bridge.require_str(args, "reason"))
+        else:
+            event = acd.events.AgentLoggedOut(agent_id=agent_id)
+        try:
+            self._acd(event)
+        except acd.AcdError as exc:
+            raise cti_bridge.CtiError(exc.code, str(exc)) from None
+        return {"state": self.router.agent_state(agent_id).value}

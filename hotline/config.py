@@ -1,0 +1,188 @@
+"""Typed configuration, loaded from ``config.toml``. Every field is documented there.
+
+Relative paths are resolved against the directory of the config file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """The config file is wrong; the message names the key and how to fix it."""
+
+    code = "config.invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    node: str = "hotline-1"  # this server's name in events and MQTT topics
+    log_format: str = "auto"  # "json", "console", or "auto" (console on a terminal)
+    log_level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class SipConfig:
+    host: str = "0.0.0.0"  # address SIP and RTP bind to
+    public_host: str = ""  # address written into SDP/Contact; empty = host (or 127.0.0.1 for 0.0.0.0)
+    port: int = 5060  # SIP port, UDP and TCP
+    transports: tuple[str, ...] = ("udp", "tcp")
+    rtp_port: int = 10000  # first RTP port; each call uses two from here up
+    max_calls: int = 1024  # concurrent calls, caller and agent legs counted apart
+    clock_rate: int = 8000  # conference bridge clock in Hz; 8000 suits G.711 (no resampling)
+    user: str = "hotline"  # user part of our SIP identity
+
+
+@dataclass(frozen=True, slots=True)
+class TokenConfig:
+    name: str  # who holds the token; logged instead of the secret
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class CtiConfig:
+    host: str = "127.0.0.1"
+    port: int = 7011  # NDJSON over TCP
+    tokens: tuple[TokenConfig, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    database: str = "hotline.db"  # SQLite file for call records
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingsConfig:
+    directory: str = "recordings"  # stereo WAVs: caller left, agent right
+
+
+@dataclass(frozen=True, slots=True)
+class FlowsConfig:
+    directory: str = "flows"
+    main: str = "main"  # flow (file stem) that answers incoming calls
+
+
+@dataclass(frozen=True, slots=True)
+class PromptsConfig:
+    directories: tuple[str, ...] = ("flows/prompts", "/usr/share/asterisk/sounds/en")
+    tts_cache: str = "~/.cache/hotline/tts"  # synthesized prompts, keyed by text, voice and rate
+    tts_voice: str = "en"  # espeak-ng voice
+    tts_rate: int = 160  # words per minute
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    name: str
+    skills: tuple[str, ...] = ()  # an agent needs all of them
+    ring_timeout: float = 15.0  # seconds an agent rings before the next is tried
+    wrap_up: float = 5.0  # seconds after each call before the agent is offered another
+    max_no_answer: int = 3  # consecutive unanswered offers before the agent goes not-ready
+    retry_delay: float = 5.0  # seconds before the same agent is offered the same call again
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    id: str
+    contact: str  # SIP URI rung for offers; agent.login may override it
+    name: str = ""
+    skills: tuple[str, ...] = ()
+    autologin: bool = False  # log in and go ready at start-up
+
+
+@dataclass(frozen=True, slots=True)
+class AcdConfig:
+    queues: tuple[QueueConfig, ...] = ()
+    agents: tuple[AgentConfig, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    sip: SipConfig = field(default_factory=SipConfig)
+    cti: CtiConfig = field(default_factory=CtiConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    recordings: RecordingsConfig = field(default_factory=RecordingsConfig)
+    flows: FlowsConfig = field(default_factory=FlowsConfig)
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
+    acd: AcdConfig = field(default_factory=AcdConfig)
+    base_dir: Path = Path(".")  # the config file's directory; not a TOML key
+
+    def path(self, value: str) -> Path:
+        """A configured path, with ~ expanded and relative to the config file."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+
+def _build(cls: type[Any], table: Any, where: str) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.name != "base_dir"}
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in names:
+            guess = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean '{guess[0]}'?)" if guess else f" (known keys: {', '.join(sorted(names))})"
+            raise ConfigError(f"{where}: unknown key '{key}'{hint}")
+        kwargs[key] = _value(hints[key], value, f"{where}.{key}")
+    for f in dataclasses.fields(cls):
+        if f.name in names and f.name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{where}: '{f.name}' is required")
+    return cls(**kwargs)
+
+
+def _value(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(typing.cast(type[Any], hint), value, where)
+    if origin is tuple:
+        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list")
+        return tuple(_value(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (types.UnionType, typing.Union):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    expected = {str: str, int: int, float: (int, float), bool: bool}[hint]
+    if not isinstance(value, expected) or (hint is not bool and isinstance(value, bool)):
+        raise ConfigError(f"{where} must be a {hint.__name__}, not {value!r}")
+    return float(value) if hint is float else value
+
+
+def load_config(path: str | Path) -> Config:
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {p}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: {exc}") from exc
+    config: Config = _build(Config, data, p.name)
+    config = dataclasses.replace(config, base_dir=p.resolve().parent)
+    _check(config, p.name)
+    return config
+
+
+def _check(config: Config, where: str) -> None:
+    queues = {q.name for q in config.acd.queues}
+    if len(queues) != len(config.acd.queues):
+        raise ConfigError(f"{where}: two [[acd.queues]] share a name")
+    ids = [a.id for a in config.acd.agents]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{where}: two [[acd.agents]] share an id")
+    for agent in config.acd.agents:
+        if not agent.contact.startswith(("sip:", "sips:")):
+            raise ConfigError(f"{where}: agent {agent.id}: contact must be a SIP URI like sip:1001@10.0.0.5")
+    for t in config.sip.transports:
+        if t not in ("udp", "tcp"):
+            raise ConfigError(f"{where}: sip.transports: '{t}' is not one of udp, tcp")
+    if config.server.log_format not in ("auto", "json", "console"):
+        raise ConfigError(f"{where}: server.log_format must be auto, json or console")
+    if not config.cti.tokens:
+        raise ConfigError(f"{where}: [[cti.tokens]] is empty; the CTI socket admits no anonymous clients, add a token")

@@ -1,0 +1,59 @@
+"""Call-level events published by the wiring (the cores publish their own)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+_frozen = dataclass(frozen=True, slots=True, kw_only=True)
+
+
+@_frozen
+class CallOffered:
+    wire: ClassVar[str] = "call.offered"
+    call_id: str
+    caller: str  # caller's number (user part of From)
+    from_uri: str
+    to_uri: str
+    sip_call_id: str  # SIP Call-ID header of the caller's leg
+    flow: str  # flow that will answer
+    flow_version: str  # sha256 prefix of that flow file
+
+
+@_frozen
+class CallAnswered:
+    wire: ClassVar[str] = "call.answered"
+    call_id: str
+
+
+@_frozen
+class CallEnded:
+    wire: ClassVar[str] = "call.ended"
+    call_id: str
+    cause: str  # caller_hangup, agent_hangup, abandoned, ivr_hangup, transferred, failed, shutdown
+    sip_code: int  # last SIP status on the caller's leg
+    queue: str | None
+    agent_id: str | None
+    total_seconds: float  # offer to end
+    ivr_seconds: float  # answer to enqueue (or to end, if never queued)
+    wait_seconds: float  # enqueue to agent answer (or to end, if never connected)
+    talk_seconds: float  # agent answer to end
+
+
+@_frozen
+class RecordingReady:
+    wire: ClassVar[str] = "recording.ready"
+    call_id: str
+    kind: str  # "call" (caller left, agent right) or "voicemail" (mono)
+    path: str  # absolute path of the WAV
+    seconds: float  # duration
+    channels: int
+    sha256: str  # of the file, hex
+
+
+@_frozen
+class RecordingFailed:
+    wire: ClassVar[str] = "recording.failed"
+    call_id: str
+    kind: str
+    error: str  # what went wrong, for an operator

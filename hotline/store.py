@@ -1,0 +1,112 @@
+"""Call records in SQLite (aiosqlite). Writes go through one queue, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import structlog
+
+log = structlog.get_logger("store")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    call_id          TEXT PRIMARY KEY,
+    sip_call_id      TEXT,
+    caller           TEXT,               -- caller's number (user part of From)
+    from_uri         TEXT,
+    to_uri           TEXT,
+    flow             TEXT,
+    flow_version     TEXT,               -- sha256 prefix of the flow file
+    started_at       TEXT NOT NULL,      -- ISO 8601 UTC
+    ended_at         TEXT,
+    cause            TEXT,               -- see docs/cti.md, call.ended
+    queue            TEXT,
+    agent_id         TEXT,
+    ivr_seconds      REAL,
+    wait_seconds     REAL,
+    talk_seconds     REAL,
+    total_seconds    REAL,
+    ivr_path         TEXT,               -- JSON list of node names
+    inputs           TEXT,               -- JSON list of IVR inputs
+    recording_path   TEXT,
+    recording_sha256 TEXT
+);
+"""
+
+COLUMNS = {
+    "sip_call_id", "caller", "from_uri", "to_uri", "flow", "flow_version", "started_at",
+    "ended_at", "cause", "queue", "agent_id", "ivr_seconds", "wait_seconds", "talk_seconds",
+    "total_seconds", "ivr_path", "inputs", "recording_path", "recording_sha256",
+}
+
+
+class CallStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+        # a write, a future to resolve once every earlier write is applied, or None to stop
+        self._writes: asyncio.Queue[tuple[str, tuple[Any, ...]] | asyncio.Future[None] | None] = (
+            asyncio.Queue()
+        )
+        self._writer: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path)
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.executescript(SCHEMA)
+        await self._db.commit()
+        self._writer = asyncio.create_task(self._write_loop())
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writes.put(None)
+            await self._writer
+            self._writer = None
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def _write_loop(self) -> None:
+        assert self._db is not None
+        while (item := await self._writes.get()) is not None:
+            if isinstance(item, asyncio.Future):
+                item.set_result(None)
+                continue
+            sql, args = item
+            try:
+                await self._db.execute(sql, args)
+                await self._db.commit()
+            except Exception as exc:  # a full disk must not stop the calls
+                log.error("call_record_write_failed", error=str(exc), sql=sql.split("(")[0])
+
+    def upsert(self, call_id: str, **fields: Any) -> None:
+        """Queue an insert-or-update of one call's record."""
+        unknown = set(fields) - COLUMNS
+        if unknown:
+            raise ValueError(f"unknown call record fields: {sorted(unknown)}")
+        values = {k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in fields.items()}
+        cols = ["call_id", *values]
+        updates = ", ".join(f"{c}=excluded.{c}" for c in values) or "call_id=call_id"
+        sql = (
+            f"INSERT INTO calls ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+            f"ON CONFLICT(call_id) DO UPDATE SET {updates}"
+        )
+        self._writes.put_nowait((sql, (call_id, *values.values())))
+
+    async def flush(self) -> None:
+        """Wait until every queued write is applied (tests, shutdown)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._writes.put_nowait(done)
+        await done
+
+    async def get(self, call_id: str) -> dict[str, Any] | None:
+        assert self._db is not None
+        self._db.row_factory = aiosqlite.Row
+        async with self._db.execute("SELECT * FROM calls WHERE call_id = ?", (call_id,)) as cur:
+            row = await cur.fetchone()
+        return dict(row) if row is not None else None

@@ -1,0 +1,43 @@
+"""telephony: the pjsua2 endpoint and media. The only package that imports pjsua2.
+
+Import :mod:`telephony.endpoint` lazily (``build_endpoint``) so tools that never
+touch SIP (validate, tests of the cores) do not need the compiled pjsua2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from . import events
+from .media import StereoResult, merge_stereo, sha256_file, wav_seconds, write_tone
+from .tts import Synthesizer
+
+if TYPE_CHECKING:
+    from .endpoint import Endpoint, EndpointConfig
+
+
+def build_endpoint(config: EndpointConfig, on_event: Callable[[events.TelephonyEvent], None]) -> Endpoint:
+    """The one wiring point for SIP: an endpoint reporting to ``on_event``."""
+    from .endpoint import Endpoint
+
+    return Endpoint(config, on_event)
+
+
+def endpoint_config(**fields: object) -> EndpointConfig:
+    from .endpoint import EndpointConfig
+
+    return EndpointConfig(**fields)  # type: ignore[arg-type]
+
+
+__all__ = [
+    "StereoResult",
+    "Synthesizer",
+    "build_endpoint",
+    "endpoint_config",
+    "events",
+    "merge_stereo",
+    "sha256_file",
+    "wav_seconds",
+    "write_tone",
+]

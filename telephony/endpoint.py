@@ -1,0 +1,377 @@
+"""The pjsua2 endpoint, driven from the asyncio loop's thread and nowhere else.
+
+pjsua2 runs with ``threadCnt = 0`` and ``mainThreadOnly``: the loop pumps
+``libHandleEvents(0)`` every few milliseconds, so every SIP callback, and the
+deferred DTMF callbacks, arrive on the loop thread. Callbacks only turn what
+happened into an event on a queue; the pump hands the queue to the owner after
+``libHandleEvents`` returns, so no handler runs re-entrantly inside pjsua2.
+Nothing of ours runs on the conference-bridge clock thread: prompt ends are
+timed on the loop from the WAV's length, not with a player EOF callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pjsua2 as pj
+import structlog
+
+from . import events as ev
+from .media import wav_seconds
+
+log = structlog.get_logger("telephony")
+
+PUMP_INTERVAL = 0.004  # seconds between libHandleEvents(0) calls
+
+
+class TelephonyError(Exception):
+    """Base of errors of the telephony package."""
+
+    code = "telephony.error"
+
+
+class LegGone(TelephonyError):
+    """The leg no longer exists (hung up)."""
+
+    code = "telephony.leg_gone"
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointConfig:
+    host: str  # bind address
+    public_host: str  # address for SDP/Contact
+    port: int  # SIP port
+    transports: tuple[str, ...]  # "udp", "tcp"
+    rtp_port: int  # first RTP port
+    max_calls: int
+    clock_rate: int  # conference bridge clock, Hz
+    user: str  # user part of our identity
+    log_level: int = 1  # pjsip's own console log level (0-6)
+
+
+class _Account(pj.Account):  # type: ignore[misc]
+    def __init__(self, owner: Endpoint) -> None:
+        super().__init__()
+        self._owner = owner
+
+    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:  # noqa: N802 (pjsua2 name)
+        self._owner._on_incoming(self, prm.callId)
+
+
+class _Call(pj.Call):  # type: ignore[misc]
+    def __init__(self, owner: Endpoint, acc: _Account, leg_id: str, call_id: int = pj.PJSUA_INVALID_ID) -> None:
+        super().__init__(acc, call_id)
+        self._owner = owner
+        self.leg_id = leg_id
+        self.media_ready = False
+        self.ended = False
+        self.outbound = call_id == pj.PJSUA_INVALID_ID
+        self.hung_up_by_us = False
+
+    def onCallState(self, prm: pj.OnCallStateParam) -> None:  # noqa: N802
+        ci = self.getInfo()
+        state = ci.state
+        if state == pj.PJSIP_INV_STATE_EARLY and self.outbound:
+            self._owner._emit(ev.LegRinging(leg_id=self.leg_id))
+        elif state == pj.PJSIP_INV_STATE_CONFIRMED:
+            self._owner._emit(ev.LegAnswered(leg_id=self.leg_id))
+        elif state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.ended:
+            self.ended = True
+            self._owner._emit(
+                ev.LegEnded(
+                    leg_id=self.leg_id,
+                    code=int(ci.lastStatusCode),
+                    reason=str(ci.lastReason),
+                    by_peer=not self.hung_up_by_us,
+                )
+            )
+
+    def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:  # noqa: N802
+        if self.media_ready:
+            return
+        ci = self.getInfo()
+        for media in ci.media:
+            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                self.media_ready = True
+                self._owner._emit(ev.LegMediaReady(leg_id=self.leg_id))
+                return
+
+    def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:  # noqa: N802
+        method = "sip_info" if prm.method == pj.PJSUA_DTMF_METHOD_SIP_INFO else "rfc4733"
+        self._owner._emit(ev.DtmfReceived(leg_id=self.leg_id, digit=str(prm.digit), method=method))
+
+    def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:  # noqa: N802
+        if prm.finalNotify:
+            self._owner._emit(ev.TransferEnded(leg_id=self.leg_id, code=int(prm.statusCode)))
+
+
+class _Leg:
+    """Our bookkeeping for one pjsua2 call: the call and the media attached to it."""
+
+    __slots__ = ("call", "player", "player_token", "recorders")
+
+    def __init__(self, call: _Call) -> None:
+        self.call = call
+        self.player: pj.AudioMediaPlayer | None = None
+        self.player_token = 0
+        self.recorders: list[pj.AudioMediaRecorder] = []
+
+
+class Endpoint:
+    """Owns pjsua2. Every method must be called on the loop thread that started it."""
+
+    def __init__(self, config: EndpointConfig, on_event: Callable[[ev.TelephonyEvent], None]) -> None:
+        self.config = config
+        self._on_event = on_event
+        self._queue: deque[ev.TelephonyEvent] = deque()
+        self._legs: dict[str, _Leg] = {}
+        self._ids = itertools.count(1)
+        self._ep: pj.Endpoint | None = None
+        self._acc: _Account | None = None
+        self._pump: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._durations: dict[Path, float] = {}
+        self._thread: int | None = None
+        self.sip_port = config.port
+
+    # ------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+        cfg = self.config
+        ep = pj.Endpoint()
+        ep.libCreate()
+        ep_cfg = pj.EpConfig()
+        ep_cfg.uaConfig.threadCnt = 0
+        ep_cfg.uaConfig.mainThreadOnly = True
+        ep_cfg.uaConfig.maxCalls = cfg.max_calls
+        ep_cfg.uaConfig.userAgent = "hotline/0.1"
+        ep_cfg.logConfig.level = cfg.log_level
+        ep_cfg.logConfig.consoleLevel = cfg.log_level
+        ep_cfg.medConfig.clockRate = cfg.clock_rate
+        ep_cfg.medConfig.sndClockRate = cfg.clock_rate
+        ep_cfg.medConfig.ecTailLen = 0  # no echo canceller: there is no local speaker
+        ep_cfg.medConfig.noVad = True
+        ep.libInit(ep_cfg)
+        self._ep = ep
+        try:
+            for kind in cfg.transports:
+                tcfg = pj.TransportConfig()
+                tcfg.port = cfg.port
+                tcfg.boundAddress = cfg.host
+                tcfg.publicAddress = cfg.public_host
+                ttype = pj.PJSIP_TRANSPORT_UDP if kind == "udp" else pj.PJSIP_TRANSPORT_TCP
+                ep.transportCreate(ttype, tcfg)
+            ep.libStart()
+            ep.audDevManager().setNullDev()
+            for codec, prio in (("PCMU/8000", 255), ("PCMA/8000", 254), ("G722/16000", 100), ("opus/48000", 90)):
+                try:
+                    ep.codecSetPriority(codec, prio)
+                except pj.Error:
+                    pass  # codec not built in: fine
+            acc_cfg = pj.AccountConfig()
+            acc_cfg.idUri = f"sip:{cfg.user}@{cfg.public_host}:{cfg.port}"
+            acc_cfg.mediaConfig.transportConfig.port = cfg.rtp_port
+            acc_cfg.mediaConfig.transportConfig.portRange = max(2 * cfg.max_calls + 16, 64)
+            acc_cfg.mediaConfig.transportConfig.boundAddress = cfg.host
+            acc_cfg.mediaConfig.transportConfig.publicAddress = cfg.public_host
+            acc = _Account(self)
+            acc.create(acc_cfg, True)
+            self._acc = acc
+        except pj.Error as exc:
+            self._destroy()
+            raise TelephonyError(f"SIP start failed: {exc.info()}") from None
+        self._pump = self._loop.call_soon(self._tick)
+        log.info("sip_listening", host=cfg.host, port=cfg.port, transports=list(cfg.transports),
+                 clock_rate=cfg.clock_rate, max_calls=cfg.max_calls)
+
+    async def shutdown(self, grace: float = 3.0) -> None:
+        """Hang up every leg, let the BYEs go out, then tear down in the safe order:
+        players and recorders, then calls, then the account, then the library."""
+        if self._ep is None:
+            return
+        for leg_id in list(self._legs):
+            self.hangup(leg_id)
+        deadline = asyncio.get_running_loop().time() + grace
+        while self._legs and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        if self._pump is not None:
+            self._pump.cancel()
+            self._pump = None
+        self._destroy()
+
+    def _destroy(self) -> None:
+        for leg in self._legs.values():
+            leg.player = None
+            leg.recorders.clear()
+        self._legs.clear()  # drops the Call objects
+        if self._acc is not None:
+            self._acc.shutdown()
+            self._acc = None
+        if self._ep is not None:
+            self._ep.libDestroy()
+            self._ep = None
+        log.info("sip_stopped")
+
+    def _tick(self) -> None:
+        assert self._ep is not None and self._loop is not None
+        self._ep.libHandleEvents(0)
+        self._drain()
+        self._pump = self._loop.call_later(PUMP_INTERVAL, self._tick)
+
+    def _emit(self, event: ev.TelephonyEvent) -> None:
+        self._queue.append(event)
+
+    def _drain(self) -> None:
+        while self._queue:
+            event = self._queue.popleft()
+            try:
+                self._on_event(event)
+            except Exception:  # one call's bug must not stop the pump for the others
+                log.exception("telephony_event_handler_failed", event=type(event).__name__)
+            if isinstance(event, ev.LegEnded):
+                self._forget(event.leg_id)
+
+    def _forget(self, leg_id: str) -> None:
+        leg = self._legs.pop(leg_id, None)
+        if leg is not None:  # media first, then the call
+            leg.player = None
+            leg.recorders.clear()
+
+    def _new_leg_id(self) -> str:
+        return f"leg{next(self._ids)}"
+
+    # ------------------------------------------------------------- callbacks
+    def _on_incoming(self, acc: _Account, call_id: int) -> None:
+        leg_id = self._new_leg_id()
+        call = _Call(self, acc, leg_id, call_id)
+        self._legs[leg_id] = _Leg(call)
+        ci = call.getInfo()
+        self._emit(
+            ev.IncomingCall(
+                leg_id=leg_id,
+                caller=_user_part(ci.remoteUri),
+                from_uri=str(ci.remoteUri),
+                to_uri=str(ci.localUri),
+                sip_call_id=str(ci.callIdString),
+            )
+        )
+
+    # --------------------------------------------------------------- control
+    def _leg(self, leg_id: str) -> _Leg:
+        leg = self._legs.get(leg_id)
+        if leg is None or leg.call.ended:
+            raise LegGone(f"leg {leg_id} is gone")
+        return leg
+
+    def answer(self, leg_id: str, code: int = 200) -> None:
+        prm = pj.CallOpParam()
+        prm.statusCode = code
+        self._leg(leg_id).call.answer(prm)
+
+    def hangup(self, leg_id: str, code: int = 0) -> None:
+        """End a leg; harmless if it is already gone."""
+        leg = self._legs.get(leg_id)
+        if leg is None or leg.call.ended:
+            return
+        leg.call.hung_up_by_us = True
+        prm = pj.CallOpParam()
+        if code:
+            prm.statusCode = code
+        try:
+            leg.call.hangup(prm)
+        except pj.Error as exc:
+            log.warning("hangup_failed", leg=leg_id, error=exc.info())
+
+    def dial(self, uri: str, headers: dict[str, str] | None = None) -> str:
+        """Start an outbound leg; its fate arrives as LegRinging/LegAnswered/LegEnded."""
+        assert self._acc is not None
+        leg_id = self._new_leg_id()
+        call = _Call(self, self._acc, leg_id)
+        prm = pj.CallOpParam(True)
+        for name, value in (headers or {}).items():
+            hdr = pj.SipHeader()
+            hdr.hName, hdr.hValue = name, value
+            prm.txOption.headers.append(hdr)
+        self._legs[leg_id] = _Leg(call)
+        try:
+            call.makeCall(uri, prm)
+        except pj.Error as exc:
+            call.ended = True
+            self._emit(ev.LegEnded(leg_id=leg_id, code=500, reason=f"dial failed: {exc.reason}", by_peer=True))
+        return leg_id
+
+    def play(self, leg_id: str, wav: Path, token: int) -> float:
+        """Play a WAV to a leg (replacing what it plays). PlaybackFinished(token) follows
+        after the file's length. Returns that length in seconds."""
+        assert self._loop is not None
+        leg = self._leg(leg_id)
+        self.stop_play(leg_id)
+        player = pj.AudioMediaPlayer()
+        player.createPlayer(str(wav), pj.PJMEDIA_FILE_NO_LOOP)
+        player.startTransmit(leg.call.getAudioMedia(-1))
+        leg.player, leg.player_token = player, token
+        seconds = self._durations.get(wav)
+        if seconds is None:
+            seconds = self._durations[wav] = wav_seconds(wav)
+        self._loop.call_later(seconds, self._played, leg_id, token)
+        return seconds
+
+    def _played(self, leg_id: str, token: int) -> None:
+        leg = self._legs.get(leg_id)
+        if leg is None or leg.player_token != token or leg.player is None:
+            return  # stopped or replaced meanwhile
+        leg.player = None
+        self._emit(ev.PlaybackFinished(leg_id=leg_id, token=token))
+        self._drain()
+
+    def stop_play(self, leg_id: str) -> None:
+        leg = self._legs.get(leg_id)
+        if leg is not None:
+            leg.player = None  # the destructor stops it and frees the port
+
+    def bridge(self, a: str, b: str) -> None:
+        ma, mb = self._leg(a).call.getAudioMedia(-1), self._leg(b).call.getAudioMedia(-1)
+        ma.startTransmit(mb)
+        mb.startTransmit(ma)
+
+    def record(self, sources: list[tuple[str, Path]]) -> None:
+        """Start one mono recorder per (leg, file). Recorders created in one call start
+        on the same bridge tick, so the files line up sample for sample."""
+        made: list[tuple[_Leg, pj.AudioMediaRecorder, pj.AudioMedia]] = []
+        for leg_id, path in sources:
+            leg = self._leg(leg_id)
+            rec = pj.AudioMediaRecorder()
+            rec.createRecorder(str(path))
+            made.append((leg, rec, leg.call.getAudioMedia(-1)))
+        for leg, rec, media in made:
+            media.startTransmit(rec)
+            leg.recorders.append(rec)
+
+    def stop_recording(self, leg_id: str) -> None:
+        """Close every recorder on a leg (files are complete once this returns)."""
+        leg = self._legs.get(leg_id)
+        if leg is not None:
+            leg.recorders.clear()
+
+    def transfer(self, leg_id: str, uri: str) -> None:
+        self._leg(leg_id).call.xfer(uri, pj.CallOpParam(True))
+
+    @property
+    def active_legs(self) -> int:
+        return len(self._legs)
+
+
+def _user_part(uri: str) -> str:
+    """'"Bob" <sip:+4930123@host>;tag=x' -> '+4930123'."""
+    s = uri
+    if "<" in s:
+        s = s.split("<", 1)[1].split(">", 1)[0]
+    s = s.split(":", 1)[1] if ":" in s else s
+    return s.split("@", 1)[0] if "@" in s else ""

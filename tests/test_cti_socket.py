@@ -1,0 +1,117 @@
+"""The CTI socket over real TCP on 127.0.0.1 (port 0), with a stand-in control."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pytest
+
+import cti_bridge
+from acd import AgentState
+from acd import events as aev
+
+from .helpers import CtiClient
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ping:
+    wire: ClassVar[str] = "call.ping"
+    call_id: str
+    n: int
+
+
+@pytest.fixture
+async def server() -> Any:
+    bus = cti_bridge.EventBus()
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    async def control(cmd: str, args: dict[str, Any]) -> dict[str, Any]:
+        calls.append((cmd, args))
+        if cmd == "agent.ready":
+            return {"state": "available"}
+        raise cti_bridge.CtiError("cti.unknown_command", f"unknown command '{cmd}'")
+
+    srv = cti_bridge.build_cti(bus, [cti_bridge.Token("t", "s3cret")], control, host="127.0.0.1", port=0)
+    await srv.start()
+    srv.calls = calls  # type: ignore[attr-defined]
+    yield srv
+    await srv.stop()
+
+
+async def authed(server: Any, events: list[str] | None = None) -> CtiClient:
+    c = await CtiClient.connect(server.port)
+    assert (await c.request("auth", token="s3cret"))["ok"]
+    if events is not None:
+        assert (await c.request("subscribe", events=events))["ok"]
+    return c
+
+
+async def test_wrong_token_is_refused_and_commands_need_auth(server: Any) -> None:
+    c = await CtiClient.connect(server.port)
+    reply = await c.request("subscribe", events=["*"])
+    assert reply["error"]["code"] == "cti.auth_required"
+    reply = await c.request("auth", token="wrong")
+    assert reply == {"id": 2, "ok": False, "error": {"code": "cti.auth_failed", "message": reply["error"]["message"]}}
+    assert "wrong" not in reply["error"]["message"]
+    assert (await c.request("auth", token="s3cret"))["ok"]
+    await c.close()
+
+
+async def test_repeated_auth_failures_close_the_connection(server: Any) -> None:
+    c = await CtiClient.connect(server.port)
+    for _ in range(3):
+        await c.request("auth", token="nope")
+    closed = await c.wait_for(lambda: [m for m in c.other if m.get("event") == "session.closed"], 5, "close")
+    assert closed[0]["data"]["reason"] == "auth_failed"
+
+
+async def test_garbage_gets_an_error_and_the_connection_stays_usable(server: Any) -> None:
+    c = await authed(server)
+    await c.send_raw(b"this is not json\n")
+    await c.send_raw(b"[1, 2]\n")
+    await c.send_raw(b'{"id": 9}\n')
+    await c.send_raw(b"\xff\xfe\n")
+    await c.send_raw(b"x" * 70000 + b"\n")
+    errors = await c.wait_for(lambda: len(c.other) >= 4 and c.other, 5, "error replies")
+    codes = [m["error"]["code"] for m in errors]
+    assert codes.count("cti.bad_json") == 2 and "cti.bad_request" in codes
+    assert (await c.wait_for(lambda: c.replies.get(9), 5))["error"]["code"] == "cti.bad_request"
+    await c.wait_for(lambda: any(m["error"]["code"] == "cti.line_too_long" for m in c.other), 5, "too long")
+    reply = await c.request("agent.ready", agent="1001")
+    assert reply == {"id": 1 + 1, "ok": True, "state": "available"}
+    reply = await c.request("frobnicate")
+    assert reply["error"]["code"] == "cti.unknown_command"
+    await c.close()
+
+
+async def test_events_have_strict_seq_and_follow_globs(server: Any) -> None:
+    calls = await authed(server, ["call.*"])
+    agents = await authed(server, ["agent.*"])
+    bus = server.bus
+    for n in range(50):
+        bus.publish(Ping(call_id=f"c{n}", n=n))
+        bus.publish(aev.AgentStateChanged(agent_id="a", from_=AgentState.AVAILABLE, to=AgentState.RESERVED, reason=None))
+    await calls.wait_for(lambda: len(calls.events) == 50, 5, "50 call events")
+    await agents.wait_for(lambda: len(agents.events) == 50, 5, "50 agent events")
+    seqs = [e["seq"] for e in calls.events]
+    assert seqs == list(range(1, 100, 2))  # strictly increasing across the server
+    assert {e["event"] for e in agents.events} == {"agent.state_changed"}
+    first = agents.events[0]
+    assert first["data"] == {"agent_id": "a", "from": "available", "to": "reserved", "reason": None}
+    assert first["time"].endswith("Z") and "T" in first["time"]
+    assert calls.events[3]["call_id"] == "c3" and calls.events[3]["data"] == {"n": 3}
+    await calls.close()
+    await agents.close()
+
+
+async def test_a_client_that_vanishes_does_not_disturb_others(server: Any) -> None:
+    gone = await authed(server, ["*"])
+    stay = await authed(server, ["*"])
+    gone.writer.transport.abort()
+    await asyncio.sleep(0.05)
+    for n in range(10):
+        server.bus.publish(Ping(call_id="c", n=n))
+    await stay.wait_for(lambda: len(stay.events) == 10, 5, "events")
+    await stay.close()

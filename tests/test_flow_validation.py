@@ -1,0 +1,100 @@
+"""The flow compiler reports file:line:col, a stable code and a hint for each mistake."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ivr
+
+ROOT = Path(__file__).resolve().parent.parent
+QUEUES = ["sales", "support", "operator"]
+
+GOOD = """\
+flow: ok
+start: menu
+nodes:
+  menu:
+    type: menu
+    prompt: {text: "Press 1"}
+    options:
+      "1": {next: q, label: sales}
+    escalate_to: q
+  q:
+    type: queue
+    queue: sales
+"""
+
+BROKEN = [
+    # (name, source, code, line)
+    ("yaml_syntax", "start: a\nnodes:\n  a: {type: hangup\n", "flow.yaml_syntax", 4),
+    ("empty", "", "flow.empty", 1),
+    ("no_start", "nodes:\n  a: {type: hangup}\n", "flow.missing_field", 1),
+    ("unknown_type", "start: a\nnodes:\n  a:\n    type: hangoff\n", "flow.unknown_node_type", 4),
+    ("unknown_target", GOOD.replace("escalate_to: q", "escalate_to: nowhere"), "flow.unknown_node", 9),
+    ("unknown_start", GOOD.replace("start: menu", "start: menus"), "flow.unknown_node", 2),
+    ("unknown_queue", GOOD.replace("queue: sales", "queue: sails"), "flow.unknown_queue", 12),
+    ("unknown_field", GOOD.replace("    queue: sales", "    queue: sales\n    priorty: 3"), "flow.unknown_field", 13),
+    ("missing_escalation", GOOD.replace("    escalate_to: q\n", ""), "flow.missing_field", 4),
+    ("bad_key", GOOD.replace('"1": {next: q', '"x": {next: q'), "flow.bad_key", 8),
+    ("bad_timeout", GOOD.replace("    escalate_to: q", "    escalate_to: q\n    timeout: soon"), "flow.bad_value", 10),
+    ("duplicate_key", GOOD + "  q:\n    type: hangup\n", "flow.duplicate_key", 13),
+    ("unreachable", GOOD + "  lost:\n    type: hangup\n", "flow.unreachable_node", 13),
+    ("bad_uri", "start: t\nnodes:\n  t: {type: transfer, to: desk}\n", "flow.bad_uri", 3),
+    ("empty_prompt", "start: p\nnodes:\n  p: {type: play, prompt: {}, next: p}\n", "flow.empty_prompt", 3),
+]
+
+
+@pytest.mark.parametrize(("name", "source", "code", "line"), BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_flow_reports_code_and_line(name: str, source: str, code: str, line: int) -> None:
+    flow, diags = ivr.compile_flow(source, f"{name}.yaml", known_queues=QUEUES)
+    assert flow is None
+    match = [d for d in diags if d.code == code]
+    assert match, f"expected {code}, got {[str(d) for d in diags]}"
+    assert match[0].loc.line == line, str(match[0])
+    assert match[0].loc.file == f"{name}.yaml"
+    assert match[0].hint
+
+
+def test_did_you_mean_hints() -> None:
+    _, diags = ivr.compile_flow(GOOD.replace("queue: sales", "queue: sails"), "f.yaml", known_queues=QUEUES)
+    assert "did you mean 'sales'?" in diags[0].hint
+    _, diags = ivr.compile_flow("start: a\nnodes:\n  a: {type: menuu}\n", "f.yaml")
+    assert "did you mean 'menu'?" in diags[0].hint
+
+
+def test_shipped_flows_are_valid() -> None:
+    for path in (ROOT / "flows").glob("*.yaml"):
+        ivr.load_flow(path, known_queues=QUEUES)
+
+
+def test_version_is_a_content_hash() -> None:
+    a, _ = ivr.compile_flow(GOOD, "a.yaml")
+    b, _ = ivr.compile_flow(GOOD + "# comment\n", "a.yaml")
+    assert a is not None and b is not None and a.version != b.version
+
+
+def test_validate_cli_exit_codes_and_format(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(GOOD.replace("escalate_to: q", "escalate_to: nowhere"))
+    run = subprocess.run([sys.executable, "-m", "hotline", "validate", str(bad)], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 1
+    assert f"{bad}:9:18: flow.unknown_node:" in run.stdout
+    ok = subprocess.run(
+        [sys.executable, "-m", "hotline", "validate", "flows", "--config", "config.toml"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_random_text_never_crashes_the_compiler(text: str) -> None:
+    flow, diags = ivr.compile_flow(text, "r.yaml", known_queues=QUEUES)
+    assert (flow is None) == bool(diags)
+    for d in diags:
+        assert d.code.startswith("flow.") and d.loc.line >= 1

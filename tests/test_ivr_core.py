@@ -1,0 +1,179 @@
+"""IVR interpreter with a fake clock: prompts, menu, the three-level ladder, queueing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import ivr
+from ivr import interpreter as it
+
+from .helpers import FakeClock
+
+ROOT = Path(__file__).resolve().parent.parent
+MAIN = ROOT / "flows" / "main.yaml"
+
+
+@pytest.fixture
+def flow() -> ivr.Flow:
+    return ivr.load_flow(MAIN, known_queues=["sales", "support", "operator"])
+
+
+def plays(outputs: list) -> list[it.PlayPrompt]:
+    return [o for o in outputs if isinstance(o, it.PlayPrompt)]
+
+
+def finish(interp: ivr.CallInterpreter, outputs: list, now: float) -> list:
+    """Report that the last prompt in ``outputs`` finished playing."""
+    return interp.handle(it.PromptFinished(token=plays(outputs)[-1].token), now)
+
+
+def test_greeting_menu_and_choice_enqueue_with_screen_pop(flow: ivr.Flow) -> None:
+    clock = FakeClock()
+    interp = ivr.build_interpreter(flow, "c1", "5551234")
+    out = interp.start(clock.now)
+    assert plays(out)[0].prompt.id == "welcome-hotline"
+    out = finish(interp, out, clock.advance(2))
+    assert plays(out)[0].prompt.id == "main-menu"
+    out = finish(interp, out, clock.advance(3))
+    assert interp.phase is ivr.Phase.AWAITING_INPUT
+    assert interp.next_deadline() == pytest.approx(clock.now + 5)
+    out = interp.handle(it.DigitPressed(digit="2"), clock.advance(1))
+    inputs = [o for o in out if isinstance(o, it.IvrInput)]
+    assert inputs == [it.IvrInput(call_id="c1", node="main_menu", mode="dtmf", input="2", result="match", attempt=0)]
+    enqueue = next(o for o in out if isinstance(o, it.Enqueue))
+    assert enqueue.queue == "support"
+    assert enqueue.data["caller"] == "5551234"
+    assert enqueue.data["ivr_path"] == ["greeting", "main_menu", "support"]
+    assert enqueue.data["flow_version"] == flow.version
+    assert plays(out)[0].prompt.id == "pls-hold-while-try"  # hold prompt loops
+    assert interp.phase is ivr.Phase.QUEUED
+    again = finish(interp, out, clock.advance(4))
+    assert plays(again)[0].prompt.id == "pls-hold-while-try"
+    out = interp.handle(it.AgentConnected(), clock.advance(1))
+    assert out == [it.StopPrompt(token=plays(again)[0].token)]
+    assert interp.phase is ivr.Phase.DONE
+
+
+def test_keypress_interrupts_an_interruptible_prompt(flow: ivr.Flow) -> None:
+    interp = ivr.build_interpreter(flow, "c1", "1")
+    out = interp.start(0.0)
+    greeting = plays(out)[0]
+    out = interp.handle(it.DigitPressed(digit="5"), 0.5)  # barge through the greeting
+    assert out[0] == it.StopPrompt(token=greeting.token)
+    menu = plays(out)[0]
+    out = interp.handle(it.DigitPressed(digit="1"), 1.0)  # and through the menu prompt
+    assert out[0] == it.StopPrompt(token=menu.token)
+    assert any(isinstance(o, it.Enqueue) and o.queue == "sales" for o in out)
+
+
+def test_three_failures_reach_a_human_with_history(flow: ivr.Flow) -> None:
+    clock = FakeClock()
+    interp = ivr.build_interpreter(flow, "c1", "1")
+    out = finish(interp, interp.start(0.0), 1.0)  # greeting done, menu prompt playing
+    out = finish(interp, out, clock.advance(3))
+    # 1st failure: a wrong key -> the clarifying re-prompt
+    out = interp.handle(it.DigitPressed(digit="9"), clock.advance(1))
+    assert plays(out)[0].prompt.text.startswith("Sorry")
+    out = finish(interp, out, clock.advance(3))
+    # 2nd failure: silence -> the choices said explicitly, from the option labels
+    out = interp.on_timer(clock.advance(5))
+    assert plays(out)[0].prompt.text == "For sales, press 1. For support, press 2."
+    out = finish(interp, out, clock.advance(3))
+    assert interp.on_timer(clock.now + 1) == []  # not due yet: nothing happens
+    # 3rd failure -> escalate to the operator queue, with what was tried
+    out = interp.handle(it.DigitPressed(digit="7"), clock.advance(1))
+    results = [o.result for o in out if isinstance(o, it.IvrInput)]
+    assert results == ["no_match"]
+    esc = next(o for o in out if isinstance(o, it.IvrEscalated))
+    assert esc.to == "operator" and [h["result"] for h in esc.history] == ["no_match", "no_input", "no_match"]
+    enqueue = next(o for o in out if isinstance(o, it.Enqueue))
+    assert enqueue.queue == "operator" and enqueue.priority == 5
+    assert enqueue.data["escalation"]["reason"] == "no_match"
+    assert [i["input"] for i in enqueue.data["inputs"]] == ["9", "", "7"]
+
+
+def test_failure_count_resets_when_node_is_reentered_from_elsewhere() -> None:
+    text = """
+flow: t
+start: menu
+nodes:
+  menu:
+    type: menu
+    prompt: {text: "1 or 2"}
+    options: {"1": back, "2": done}
+    escalate_to: done
+  back:
+    type: play
+    prompt: {text: "again"}
+    next: menu
+  done:
+    type: hangup
+"""
+    flow, diags = ivr.compile_flow(text, "t.yaml")
+    assert flow is not None, diags
+    interp = ivr.build_interpreter(flow, "c", "")
+    out = finish(interp, interp.start(0), 1)
+    interp.handle(it.DigitPressed(digit="5"), 2)  # failure 1
+    out = interp.handle(it.DigitPressed(digit="5"), 3)  # failure 2 (interrupts the reprompt)
+    out = interp.handle(it.DigitPressed(digit="1"), 4)  # valid: go to `back`, then menu again
+    out = finish(interp, out, 5)
+    for n in (6, 7):  # two more failures are allowed: the count restarted
+        out = interp.handle(it.DigitPressed(digit="5"), n)
+        assert not any(isinstance(o, it.IvrEscalated) for o in out)
+    out = interp.handle(it.DigitPressed(digit="5"), 8)
+    assert any(isinstance(o, it.IvrEscalated) for o in out)
+
+
+def test_transfer_hangup_and_voicemail_nodes() -> None:
+    text = """
+start: m
+nodes:
+  m:
+    type: menu
+    prompt: {text: menu}
+    options: {"1": xfer, "2": vm, "3": bye}
+    escalate_to: bye
+  xfer: {type: transfer, to: "sip:desk@127.0.0.1"}
+  vm: {type: voicemail, prompt: beep, max_seconds: 30}
+  bye: {type: hangup, prompt: {text: Goodbye}}
+"""
+    flow, diags = ivr.compile_flow(text, "t.yaml")
+    assert flow is not None, diags
+
+    def chose(key: str) -> tuple[ivr.CallInterpreter, list]:
+        i = ivr.build_interpreter(flow, "c", "")
+        finish(i, i.start(0), 1)
+        return i, i.handle(it.DigitPressed(digit=key), 2)
+
+    _, out = chose("1")
+    assert out[-1] == it.Transfer(to="sip:desk@127.0.0.1")
+    i, out = chose("2")
+    out = finish(i, out, 3)
+    assert out == [it.StartRecording(kind="voicemail")]
+    assert i.next_deadline() == 33
+    assert i.on_timer(33) == [it.HangUp(reason="voicemail_complete")]
+    i, out = chose("3")
+    assert plays(out)[0].prompt.text == "Goodbye"
+    assert finish(i, out, 4) == [it.HangUp(reason="flow_end")]
+
+
+def test_goto_loop_without_input_hangs_up_instead_of_spinning() -> None:
+    text = """
+start: a
+nodes:
+  a: {type: goto, next: b}
+  b: {type: goto, next: a}
+"""
+    flow, diags = ivr.compile_flow(text, "t.yaml")
+    assert flow is not None, diags
+    out = ivr.build_interpreter(flow, "c", "").start(0)
+    assert out == [it.HangUp(reason="flow_loop")]
+
+
+def test_stale_prompt_finished_is_ignored(flow: ivr.Flow) -> None:
+    interp = ivr.build_interpreter(flow, "c", "")
+    out = interp.start(0)
+    interp.handle(it.DigitPressed(digit="1"), 0.1)  # stops the greeting
+    assert interp.handle(it.PromptFinished(token=plays(out)[0].token), 0.2) == []
