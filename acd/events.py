@@ -12,33 +12,31 @@ from typing import Any, ClassVar
 
 from .model import AgentState
 
-_frozen = dataclass(frozen=True, slots=True, kw_only=True)
-
 
 # --------------------------------------------------------------------- inputs
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AgentLoggedIn:
     agent_id: str  # agent id from config
     contact: str | None = None  # SIP URI to ring; None keeps the configured one
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AgentBecameReady:
     agent_id: str  # also ends wrap-up early
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AgentWentNotReady:
     agent_id: str
     reason: str  # reason code, e.g. "break", "training"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AgentLoggedOut:
     agent_id: str
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallEnqueued:
     call_id: str
     queue: str  # queue name from config
@@ -46,25 +44,25 @@ class CallEnqueued:
     data: Mapping[str, Any] = field(default_factory=dict)  # screen-pop data for the agent
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AgentAnswered:
     call_id: str
     agent_id: str
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AgentRingFailed:
     call_id: str
     agent_id: str
     cause: str  # "busy", "declined", "unreachable", ... (the ring timeout is the core's own)
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallerHungUp:
     call_id: str
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AgentHungUp:
     call_id: str
     agent_id: str
@@ -84,7 +82,7 @@ Input = (
 
 
 # ----------------------------------------------------------- published events
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallQueued:
     wire: ClassVar[str] = "call.queued"
     call_id: str
@@ -93,7 +91,7 @@ class CallQueued:
     position: int  # 1 = next in line
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AgentOffered:
     wire: ClassVar[str] = "agent.offered"
     call_id: str
@@ -104,7 +102,7 @@ class AgentOffered:
     data: Mapping[str, Any]  # screen-pop: what the IVR learned
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AgentOfferFailed:
     wire: ClassVar[str] = "agent.offer_failed"
     call_id: str
@@ -113,7 +111,7 @@ class AgentOfferFailed:
     consecutive: int  # consecutive failed offers for this agent
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallConnected:
     wire: ClassVar[str] = "call.connected"
     call_id: str
@@ -122,7 +120,7 @@ class CallConnected:
     wait_seconds: float  # from enqueue to agent answer, seconds
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallAbandoned:
     wire: ClassVar[str] = "call.abandoned"
     call_id: str
@@ -130,7 +128,7 @@ class CallAbandoned:
     wait_seconds: float  # from enqueue to caller hang-up, seconds
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AgentStateChanged:
     wire: ClassVar[str] = "agent.state_changed"
     agent_id: str
@@ -143,7 +141,7 @@ Event = CallQueued | AgentOffered | AgentOfferFailed | CallConnected | CallAband
 
 
 # -------------------------------------------------------------------- actions
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RingAgent:
     call_id: str
     agent_id: str
@@ -151,13 +149,13 @@ class RingAgent:
     timeout: float  # seconds; the core also times it and sends CancelRing
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CancelRing:
     call_id: str
     agent_id: str
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BridgeCall:
     call_id: str
     agent_id: str

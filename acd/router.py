@@ -160,12 +160,10 @@ class Router:
             case ev.CallerHungUp(call_id=cid):
                 self._caller_gone(cid, now, out)
             case ev.AgentHungUp(call_id=cid, agent_id=aid):
-                entry = self._entries.get(cid)
-                if entry is None or entry.agent_id != aid or not entry.connected:
-                    raise AcdUsageError(
-                        f"agent {aid} is not talking on call {cid}", code="acd.unknown_call"
-                    )
-                self._end_talk(entry, now, out)
+                talking = self._entries.get(cid)
+                if talking is None or talking.agent_id != aid or not talking.connected:
+                    raise AcdUsageError(f"agent {aid} is not talking on call {cid}", code="acd.unknown_call")
+                self._end_talk(talking, now, out)
             case _:
                 raise AcdUsageError(f"not an ACD input: {event!r}", code="acd.bad_input")
         self._route(now, out)
@@ -176,9 +174,7 @@ class Router:
         try:
             return self.agents[agent_id]
         except KeyError:
-            raise AcdUsageError(
-                f"no agent {agent_id!r} is configured", code="acd.unknown_agent"
-            ) from None
+            raise AcdUsageError(f"no agent {agent_id!r} is configured", code="acd.unknown_agent") from None
 
     def _offered_entry(self, call_id: str, agent_id: str) -> Entry:
         entry = self._entries.get(call_id)
@@ -195,8 +191,7 @@ class Router:
         target = TRANSITIONS[agent.state].get(trigger)
         if target is None:
             raise IllegalTransition(
-                f"agent {agent.spec.id} is {agent.state.value}; '{trigger.value}' is not "
-                f"allowed from there"
+                f"agent {agent.spec.id} is {agent.state.value}; '{trigger.value}' is not allowed from there"
             )
         previous = agent.state
         agent.state, agent.since = target, now
@@ -258,7 +253,9 @@ class Router:
             self._disarm(("ring", call_id))
             out.append(ev.CancelRing(call_id=call_id, agent_id=entry.agent_id))
             self._transition(self.agents[entry.agent_id], Trigger.CALLER_GONE, now, "caller_gone", out)
-        out.append(ev.CallAbandoned(call_id=call_id, queue=entry.queue.name, wait_seconds=now - entry.enqueued_at))
+        out.append(
+            ev.CallAbandoned(call_id=call_id, queue=entry.queue.name, wait_seconds=now - entry.enqueued_at)
+        )
 
     def _end_talk(self, entry: Entry, now: float, out: list[ev.Output]) -> None:
         assert entry.agent_id is not None
@@ -318,5 +315,7 @@ class Router:
             )
         )
         out.append(
-            ev.RingAgent(call_id=entry.call_id, agent_id=agent.spec.id, contact=agent.contact, timeout=timeout)
+            ev.RingAgent(
+                call_id=entry.call_id, agent_id=agent.spec.id, contact=agent.contact, timeout=timeout
+            )
         )

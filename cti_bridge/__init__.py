@@ -7,9 +7,7 @@ from .protocol import CtiError, require_str
 from .server import Control, CtiServer, EventBus, Sink, Token
 
 
-def build_cti(
-    bus: EventBus, tokens: Iterable[Token], control: Control, *, host: str, port: int
-) -> CtiServer:
+def build_cti(bus: EventBus, tokens: Iterable[Token], control: Control, *, host: str, port: int) -> CtiServer:
     """The one wiring point: a CTI socket serving ``bus`` and running ``control``."""
     return CtiServer(bus, tokens, control, host=host, port=port)
 

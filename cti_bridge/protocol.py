@@ -36,13 +36,15 @@ def parse_request(line: bytes) -> Request:
     try:
         obj = json.loads(line)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CtiError("cti.bad_json", f"the line is not valid JSON ({exc}); send one JSON object per line") from None
+        raise CtiError(
+            "cti.bad_json", f"the line is not valid JSON ({exc}); send one JSON object per line"
+        ) from None
     if not isinstance(obj, dict):
-        raise CtiError("cti.bad_request", "send a JSON object like {\"id\": 1, \"cmd\": \"auth\", ...}")
+        raise CtiError("cti.bad_request", 'send a JSON object like {"id": 1, "cmd": "auth", ...}')
     rid = obj.get("id")
     cmd = obj.get("cmd")
     if not isinstance(cmd, str):
-        err = CtiError("cti.bad_request", "the request has no \"cmd\" string")
+        err = CtiError("cti.bad_request", 'the request has no "cmd" string')
         err.request_id = rid  # type: ignore[attr-defined]
         raise err
     args = {k: v for k, v in obj.items() if k not in ("id", "cmd")}
@@ -60,7 +62,7 @@ def error_reply(rid: Any, code: str, message: str) -> dict[str, Any]:
 def require_str(args: dict[str, Any], key: str) -> str:
     value = args.get(key)
     if not isinstance(value, str) or not value:
-        raise CtiError("cti.bad_request", f"\"{key}\" must be a non-empty string")
+        raise CtiError("cti.bad_request", f'"{key}" must be a non-empty string')
     return value
 
 
@@ -75,5 +77,5 @@ class Subscription:
 def parse_patterns(args: dict[str, Any]) -> list[str]:
     events = args.get("events", ["*"])
     if not isinstance(events, list) or not all(isinstance(e, str) and e for e in events):
-        raise CtiError("cti.bad_request", "\"events\" must be a list of glob patterns like [\"call.*\"]")
+        raise CtiError("cti.bad_request", '"events" must be a list of glob patterns like ["call.*"]')
     return list(events)

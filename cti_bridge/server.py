@@ -132,9 +132,7 @@ class CtiServer:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._serve, self.host, self.port, limit=MAX_LINE_BYTES
-        )
+        self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_LINE_BYTES)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("cti_listening", host=self.host, port=self.port, protocol=PROTOCOL_VERSION)
 
@@ -152,7 +150,7 @@ class CtiServer:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
-        peer = "%s:%s" % writer.get_extra_info("peername")[:2]
+        peer = "{}:{}".format(*writer.get_extra_info("peername")[:2])
         client = _Client(writer, peer)
         pump = asyncio.create_task(client.pump())
         log.info("cti_connected", peer=peer)
@@ -190,7 +188,9 @@ class CtiServer:
                         break
                     except asyncio.LimitOverrunError as more:
                         await reader.readexactly(more.consumed)
-                client.send(error_reply(None, "cti.line_too_long", f"a line may hold at most {MAX_LINE_BYTES} bytes"))
+                client.send(
+                    error_reply(None, "cti.line_too_long", f"a line may hold at most {MAX_LINE_BYTES} bytes")
+                )
 
     async def _dispatch(self, client: _Client, line: bytes) -> None:
         rid: Any = None
@@ -202,7 +202,9 @@ class CtiServer:
                 client.send(ok_reply(rid, protocol=PROTOCOL_VERSION))
                 return
             if client.token is None:
-                raise CtiError("cti.auth_required", "authenticate first: {\"id\": 1, \"cmd\": \"auth\", \"token\": \"...\"}")
+                raise CtiError(
+                    "cti.auth_required", 'authenticate first: {"id": 1, "cmd": "auth", "token": "..."}'
+                )
             if request.cmd == "subscribe":
                 client.subscription.patterns = parse_patterns(request.args)
                 self.bus._clients.add(client)
@@ -220,7 +222,11 @@ class CtiServer:
                 client.close("auth_failed")
         except Exception as exc:  # a bug in one command must not take the socket down
             log.exception("cti_command_crashed", peer=client.peer)
-            client.send(error_reply(rid, "cti.internal", f"the server failed to run this command: {type(exc).__name__}"))
+            client.send(
+                error_reply(
+                    rid, "cti.internal", f"the server failed to run this command: {type(exc).__name__}"
+                )
+            )
 
     def _auth(self, client: _Client, args: dict[str, Any]) -> None:
         offered = require_str(args, "token")

@@ -30,7 +30,14 @@ from .store import CallStore
 log = structlog.get_logger("hotline")
 
 # SIP final codes on an agent leg -> the cause reported in agent.offer_failed
-_RING_CAUSES = {486: "busy", 600: "busy", 603: "declined", 480: "unavailable", 404: "not_found", 408: "no_answer"}
+_RING_CAUSES = {
+    486: "busy",
+    600: "busy",
+    603: "declined",
+    480: "unavailable",
+    404: "not_found",
+    408: "no_answer",
+}
 
 
 @dataclass(eq=False)
@@ -71,34 +78,52 @@ class Server:
         self.router = acd.build_router(
             [
                 acd.QueueSpec(
-                    name=q.name, skills=q.skills, ring_timeout=q.ring_timeout, wrap_up=q.wrap_up,
-                    max_no_answer=q.max_no_answer, retry_delay=q.retry_delay,
+                    name=q.name,
+                    skills=q.skills,
+                    ring_timeout=q.ring_timeout,
+                    wrap_up=q.wrap_up,
+                    max_no_answer=q.max_no_answer,
+                    retry_delay=q.retry_delay,
                 )
                 for q in config.acd.queues
             ],
-            [acd.AgentSpec(id=a.id, name=a.name or a.id, skills=a.skills, contact=a.contact) for a in config.acd.agents],
+            [
+                acd.AgentSpec(id=a.id, name=a.name or a.id, skills=a.skills, contact=a.contact)
+                for a in config.acd.agents
+            ],
         )
         flow_path = config.path(config.flows.directory) / f"{config.flows.main}.yaml"
         self.flow = ivr.load_flow(flow_path, known_queues=[q.name for q in config.acd.queues])
         self.store = CallStore(config.path(config.storage.database))
         self.recordings = config.path(config.recordings.directory)
         self.tts = telephony.Synthesizer(
-            config.path(config.prompts.tts_cache), voice=config.prompts.tts_voice,
-            rate=config.prompts.tts_rate, clock_rate=config.sip.clock_rate,
+            config.path(config.prompts.tts_cache),
+            voice=config.prompts.tts_voice,
+            rate=config.prompts.tts_rate,
+            clock_rate=config.sip.clock_rate,
         )
         self.prompt_dirs = [config.path(d) for d in config.prompts.directories]
         sip = config.sip
         public = sip.public_host or ("127.0.0.1" if sip.host == "0.0.0.0" else sip.host)
         self.endpoint = telephony.build_endpoint(
             telephony.endpoint_config(
-                host=sip.host, public_host=public, port=sip.port, transports=sip.transports,
-                rtp_port=sip.rtp_port, max_calls=sip.max_calls, clock_rate=sip.clock_rate, user=sip.user,
+                host=sip.host,
+                public_host=public,
+                port=sip.port,
+                transports=sip.transports,
+                rtp_port=sip.rtp_port,
+                max_calls=sip.max_calls,
+                clock_rate=sip.clock_rate,
+                user=sip.user,
             ),
             self._on_telephony,
         )
         self.cti = cti_bridge.build_cti(
-            self.bus, [cti_bridge.Token(t.name, t.secret) for t in config.cti.tokens], self._control,
-            host=config.cti.host, port=config.cti.port,
+            self.bus,
+            [cti_bridge.Token(t.name, t.secret) for t in config.cti.tokens],
+            self._control,
+            host=config.cti.host,
+            port=config.cti.port,
         )
         self.calls: dict[str, CallSession] = {}
         self._by_leg: dict[str, CallSession] = {}
@@ -120,8 +145,13 @@ class Server:
             if agent.autologin:
                 self._acd(acd.events.AgentLoggedIn(agent_id=agent.id))
                 self._acd(acd.events.AgentBecameReady(agent_id=agent.id))
-        log.info("hotline_started", flow=self.flow.name, flow_version=self.flow.version,
-                 sip_port=self.config.sip.port, cti_port=self.cti.port)
+        log.info(
+            "hotline_started",
+            flow=self.flow.name,
+            flow_version=self.flow.version,
+            sip_port=self.config.sip.port,
+            cti_port=self.cti.port,
+        )
 
     async def stop(self) -> None:
         log.info("hotline_stopping", calls=len(self.calls))
@@ -173,21 +203,35 @@ class Server:
         call_id = secrets.token_hex(8)
         interp = ivr.build_interpreter(self.flow, call_id, event.caller)
         session = CallSession(
-            call_id=call_id, leg=event.leg_id, caller=event.caller, interp=interp,
-            started=self._now(), started_wall=time.time(),
+            call_id=call_id,
+            leg=event.leg_id,
+            caller=event.caller,
+            interp=interp,
+            started=self._now(),
+            started_wall=time.time(),
             log=log.bind(call_id=call_id, flow=self.flow.name),
         )
         self.calls[call_id] = session
         self._by_leg[event.leg_id] = session
         self.bus.publish(
             hev.CallOffered(
-                call_id=call_id, caller=event.caller, from_uri=event.from_uri, to_uri=event.to_uri,
-                sip_call_id=event.sip_call_id, flow=self.flow.name, flow_version=self.flow.version,
+                call_id=call_id,
+                caller=event.caller,
+                from_uri=event.from_uri,
+                to_uri=event.to_uri,
+                sip_call_id=event.sip_call_id,
+                flow=self.flow.name,
+                flow_version=self.flow.version,
             )
         )
         self.store.upsert(
-            call_id, sip_call_id=event.sip_call_id, caller=event.caller, from_uri=event.from_uri,
-            to_uri=event.to_uri, flow=self.flow.name, flow_version=self.flow.version,
+            call_id,
+            sip_call_id=event.sip_call_id,
+            caller=event.caller,
+            from_uri=event.from_uri,
+            to_uri=event.to_uri,
+            flow=self.flow.name,
+            flow_version=self.flow.version,
             started_at=cti_bridge.iso_utc(session.started_wall),
         )
         try:
@@ -272,7 +316,11 @@ class Server:
         queued = s.queued_at
         connected = s.connected_at
         ended = hev.CallEnded(
-            call_id=s.call_id, cause=cause, sip_code=code, queue=s.queue, agent_id=s.agent_id,
+            call_id=s.call_id,
+            cause=cause,
+            sip_code=code,
+            queue=s.queue,
+            agent_id=s.agent_id,
             total_seconds=now - s.started,
             ivr_seconds=(queued or now) - answered if s.answered_at else 0.0,
             wait_seconds=((connected or now) - queued) if queued is not None else 0.0,
@@ -280,13 +328,28 @@ class Server:
         )
         self.bus.publish(ended)
         self.store.upsert(
-            s.call_id, ended_at=cti_bridge.iso_utc(time.time()), cause=cause, queue=s.queue,
-            agent_id=s.agent_id, ivr_seconds=ended.ivr_seconds, wait_seconds=ended.wait_seconds,
-            talk_seconds=ended.talk_seconds, total_seconds=ended.total_seconds,
-            ivr_path=s.interp.path, inputs=s.interp.inputs,
+            s.call_id,
+            ended_at=cti_bridge.iso_utc(time.time()),
+            cause=cause,
+            queue=s.queue,
+            agent_id=s.agent_id,
+            ivr_seconds=ended.ivr_seconds,
+            wait_seconds=ended.wait_seconds,
+            talk_seconds=ended.talk_seconds,
+            total_seconds=ended.total_seconds,
+            ivr_path=s.interp.path,
+            inputs=s.interp.inputs,
         )
-        s.log.info("call_summary", caller=s.caller, cause=cause, last_phase=phase, queue=s.queue,
-                   agent_id=s.agent_id, ivr_path=s.interp.path, seconds=round(ended.total_seconds, 2))
+        s.log.info(
+            "call_summary",
+            caller=s.caller,
+            cause=cause,
+            last_phase=phase,
+            queue=s.queue,
+            agent_id=s.agent_id,
+            ivr_path=s.interp.path,
+            seconds=round(ended.total_seconds, 2),
+        )
         self.calls.pop(s.call_id, None)
         self._by_leg.pop(s.leg, None)
 
@@ -303,7 +366,9 @@ class Server:
                         self.endpoint.stop_play(s.leg)
                 case ivr.Enqueue(queue=queue, priority=priority, data=data):
                     s.phase, s.queue, s.queued_at = "queued", queue, self._now()
-                    self._acd(acd.events.CallEnqueued(call_id=s.call_id, queue=queue, priority=priority, data=data))
+                    self._acd(
+                        acd.events.CallEnqueued(call_id=s.call_id, queue=queue, priority=priority, data=data)
+                    )
                 case ivr.Transfer(to=to):
                     s.end_cause = "transferred"
                     self._safely(s, self.endpoint.transfer, s.leg, to)
@@ -353,7 +418,10 @@ class Server:
     async def _resolve_prompt(self, prompt: ivr.Prompt) -> Path:
         if prompt.id is not None:
             if prompt.id not in self._prompt_paths:
-                found = next((d / f"{prompt.id}.wav" for d in self.prompt_dirs if (d / f"{prompt.id}.wav").is_file()), None)
+                found = next(
+                    (d / f"{prompt.id}.wav" for d in self.prompt_dirs if (d / f"{prompt.id}.wav").is_file()),
+                    None,
+                )
                 self._prompt_paths[prompt.id] = found
             path = self._prompt_paths[prompt.id]
             if path is not None:
@@ -377,7 +445,9 @@ class Server:
                 case acd.events.RingAgent(call_id=cid, agent_id=aid, contact=contact):
                     s = self.calls[cid]
                     s.agent_id, s.agent_confirmed, s.agent_media = aid, False, False
-                    s.agent_leg = self.endpoint.dial(contact, {"X-Hotline-Call-Id": cid, "X-Hotline-Caller": s.caller})
+                    s.agent_leg = self.endpoint.dial(
+                        contact, {"X-Hotline-Call-Id": cid, "X-Hotline-Caller": s.caller}
+                    )
                     self._by_leg[s.agent_leg] = s
                 case acd.events.CancelRing(call_id=cid):
                     s = self.calls[cid]
@@ -437,8 +507,14 @@ class Server:
         right.unlink(missing_ok=True)
         self.store.upsert(call_id, recording_path=str(final.resolve()), recording_sha256=result.sha256)
         self.bus.publish(
-            hev.RecordingReady(call_id=call_id, kind="call", path=str(final.resolve()), seconds=result.seconds,
-                               channels=result.channels, sha256=result.sha256)
+            hev.RecordingReady(
+                call_id=call_id,
+                kind="call",
+                path=str(final.resolve()),
+                seconds=result.seconds,
+                channels=result.channels,
+                sha256=result.sha256,
+            )
         )
 
     async def _publish_voicemail(self, call_id: str, path: Path) -> None:
@@ -449,8 +525,14 @@ class Server:
             self.bus.publish(hev.RecordingFailed(call_id=call_id, kind="voicemail", error=str(exc)))
             return
         self.bus.publish(
-            hev.RecordingReady(call_id=call_id, kind="voicemail", path=str(path.resolve()), seconds=seconds,
-                               channels=1, sha256=digest)
+            hev.RecordingReady(
+                call_id=call_id,
+                kind="voicemail",
+                path=str(path.resolve()),
+                seconds=seconds,
+                channels=1,
+                sha256=digest,
+            )
         )
 
     # ------------------------------------------------------------------- CTI
@@ -463,13 +545,19 @@ class Server:
         event: acd.events.Input
         if cmd == "agent.login":
             contact = args.get("contact")
-            if contact is not None and (not isinstance(contact, str) or not contact.startswith(("sip:", "sips:"))):
-                raise cti_bridge.CtiError("cti.bad_request", "\"contact\" must be a SIP URI like sip:1001@10.0.0.5:5060")
+            if contact is not None and (
+                not isinstance(contact, str) or not contact.startswith(("sip:", "sips:"))
+            ):
+                raise cti_bridge.CtiError(
+                    "cti.bad_request", '"contact" must be a SIP URI like sip:1001@10.0.0.5:5060'
+                )
             event = acd.events.AgentLoggedIn(agent_id=agent_id, contact=contact)
         elif cmd == "agent.ready":
             event = acd.events.AgentBecameReady(agent_id=agent_id)
         elif cmd == "agent.not_ready":
-            event = acd.events.AgentWentNotReady(agent_id=agent_id, reason=cti_bridge.require_str(args, "reason"))
+            event = acd.events.AgentWentNotReady(
+                agent_id=agent_id, reason=cti_bridge.require_str(args, "reason")
+            )
         else:
             event = acd.events.AgentLoggedOut(agent_id=agent_id)
         try:

@@ -133,7 +133,12 @@ def _build(cls: type[Any], table: Any, where: str) -> Any:
             raise ConfigError(f"{where}: unknown key '{key}'{hint}")
         kwargs[key] = _value(hints[key], value, f"{where}.{key}")
     for f in dataclasses.fields(cls):
-        if f.name in names and f.name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        if (
+            f.name in names
+            and f.name not in kwargs
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ):
             raise ConfigError(f"{where}: '{f.name}' is required")
     return cls(**kwargs)
 
@@ -185,4 +190,6 @@ def _check(config: Config, where: str) -> None:
     if config.server.log_format not in ("auto", "json", "console"):
         raise ConfigError(f"{where}: server.log_format must be auto, json or console")
     if not config.cti.tokens:
-        raise ConfigError(f"{where}: [[cti.tokens]] is empty; the CTI socket admits no anonymous clients, add a token")
+        raise ConfigError(
+            f"{where}: [[cti.tokens]] is empty; the CTI socket admits no anonymous clients, add a token"
+        )

@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-_frozen = dataclass(frozen=True, slots=True, kw_only=True)
 
-
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallOffered:
     wire: ClassVar[str] = "call.offered"
     call_id: str
@@ -20,13 +18,13 @@ class CallOffered:
     flow_version: str  # sha256 prefix of that flow file
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallAnswered:
     wire: ClassVar[str] = "call.answered"
     call_id: str
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallEnded:
     wire: ClassVar[str] = "call.ended"
     call_id: str
@@ -40,7 +38,7 @@ class CallEnded:
     talk_seconds: float  # agent answer to end
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RecordingReady:
     wire: ClassVar[str] = "recording.ready"
     call_id: str
@@ -51,7 +49,7 @@ class RecordingReady:
     sha256: str  # of the file, hex
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RecordingFailed:
     wire: ClassVar[str] = "recording.failed"
     call_id: str

@@ -38,9 +38,25 @@ CREATE TABLE IF NOT EXISTS calls (
 """
 
 COLUMNS = {
-    "sip_call_id", "caller", "from_uri", "to_uri", "flow", "flow_version", "started_at",
-    "ended_at", "cause", "queue", "agent_id", "ivr_seconds", "wait_seconds", "talk_seconds",
-    "total_seconds", "ivr_path", "inputs", "recording_path", "recording_sha256",
+    "sip_call_id",
+    "caller",
+    "from_uri",
+    "to_uri",
+    "flow",
+    "flow_version",
+    "started_at",
+    "ended_at",
+    "cause",
+    "queue",
+    "agent_id",
+    "ivr_seconds",
+    "wait_seconds",
+    "talk_seconds",
+    "total_seconds",
+    "ivr_path",
+    "inputs",
+    "recording_path",
+    "recording_sha256",
 }
 
 

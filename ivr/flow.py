@@ -141,12 +141,16 @@ class _Reader:
         result: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
-                self.error(key_node, "flow.bad_value", f"a key in {what} is not a plain word", "use a plain key")
+                self.error(
+                    key_node, "flow.bad_value", f"a key in {what} is not a plain word", "use a plain key"
+                )
                 continue
             key = key_node.value
             if key in result:
                 self.error(
-                    key_node, "flow.duplicate_key", f"'{key}' appears twice in {what}",
+                    key_node,
+                    "flow.duplicate_key",
+                    f"'{key}' appears twice in {what}",
                     "remove or rename one of them; YAML keeps only the last",
                 )
                 continue
@@ -155,7 +159,9 @@ class _Reader:
 
     def scalar(self, node: yaml.Node, what: str) -> str | None:
         if not isinstance(node, yaml.ScalarNode):
-            self.error(node, "flow.bad_value", f"{what} must be a single value", "write one word or a quoted text")
+            self.error(
+                node, "flow.bad_value", f"{what} must be a single value", "write one word or a quoted text"
+            )
             return None
         return str(node.value)
 
@@ -166,10 +172,14 @@ class _Reader:
         try:
             value = float(text)
         except ValueError:
-            self.error(node, "flow.bad_value", f"{what} must be a number, not '{text}'", "for example `5` or `2.5`")
+            self.error(
+                node, "flow.bad_value", f"{what} must be a number, not '{text}'", "for example `5` or `2.5`"
+            )
             return None
         if value < minimum:
-            self.error(node, "flow.bad_value", f"{what} must be at least {minimum:g}", f"use {minimum:g} or more")
+            self.error(
+                node, "flow.bad_value", f"{what} must be at least {minimum:g}", f"use {minimum:g} or more"
+            )
             return None
         return value
 
@@ -193,11 +203,21 @@ class _Reader:
             return None
         unknown = set(fields) - {"id", "text"}
         for key in sorted(unknown):
-            self.error(fields[key][0], "flow.unknown_field", f"{what} has no field '{key}'", "a prompt has `id` and `text`")
+            self.error(
+                fields[key][0],
+                "flow.unknown_field",
+                f"{what} has no field '{key}'",
+                "a prompt has `id` and `text`",
+            )
         pid = self.scalar(fields["id"][1], f"{what} id") if "id" in fields else None
         text = self.scalar(fields["text"][1], f"{what} text") if "text" in fields else None
         if pid is None and text is None:
-            self.error(node, "flow.empty_prompt", f"{what} has neither `id` nor `text`", "give a WAV id, a text, or both")
+            self.error(
+                node,
+                "flow.empty_prompt",
+                f"{what} has neither `id` nor `text`",
+                "give a WAV id, a text, or both",
+            )
             return None
         return Prompt(id=pid, text=text)
 
@@ -227,25 +247,39 @@ def _compile_node(r: _Reader, name: str, key_node: yaml.Node, value: yaml.Node) 
         return None
     loc = r.loc(key_node)
     if "type" not in fields:
-        r.error(key_node, "flow.missing_field", f"node '{name}' has no `type`", f"add `type:` (one of {', '.join(_FIELDS)})")
+        r.error(
+            key_node,
+            "flow.missing_field",
+            f"node '{name}' has no `type`",
+            f"add `type:` (one of {', '.join(_FIELDS)})",
+        )
         return None
     kind = r.scalar(fields["type"][1], "type")
     if kind not in _FIELDS:
         guess = _closest(kind or "", _FIELDS)
         r.error(
-            fields["type"][1], "flow.unknown_node_type", f"node '{name}' has unknown type '{kind}'",
+            fields["type"][1],
+            "flow.unknown_node_type",
+            f"node '{name}' has unknown type '{kind}'",
             f"did you mean '{guess}'?" if guess else f"use one of {', '.join(_FIELDS)}",
         )
         return None
     required, optional = _FIELDS[kind]
     ok = True
     for missing in sorted(required - set(fields)):
-        r.error(key_node, "flow.missing_field", f"{kind} node '{name}' needs `{missing}`", f"add `{missing}:` to '{name}'")
+        r.error(
+            key_node,
+            "flow.missing_field",
+            f"{kind} node '{name}' needs `{missing}`",
+            f"add `{missing}:` to '{name}'",
+        )
         ok = False
     for extra in sorted(set(fields) - required - optional - {"type"}):
         guess = _closest(extra, required | optional)
         r.error(
-            fields[extra][0], "flow.unknown_field", f"{kind} node '{name}' has no field '{extra}'",
+            fields[extra][0],
+            "flow.unknown_field",
+            f"{kind} node '{name}' has no field '{extra}'",
             f"did you mean '{guess}'?" if guess else f"{kind} takes {', '.join(sorted(required | optional))}",
         )
         ok = False
@@ -264,7 +298,9 @@ def _compile_node(r: _Reader, name: str, key_node: yaml.Node, value: yaml.Node) 
         interruptible = get("interruptible", r.boolean, False)
         if prompt is None or nxt is None or interruptible is None:
             return None
-        return PlayNode(name=name, loc=loc, prompt=prompt, next=nxt[0], next_loc=nxt[1], interruptible=interruptible)
+        return PlayNode(
+            name=name, loc=loc, prompt=prompt, next=nxt[0], next_loc=nxt[1], interruptible=interruptible
+        )
     if kind == "menu":
         prompt = get("prompt", r.prompt)
         reprompt = get("reprompt", r.prompt)
@@ -276,8 +312,15 @@ def _compile_node(r: _Reader, name: str, key_node: yaml.Node, value: yaml.Node) 
             return None
         assert esc is not None and options is not None
         return MenuNode(
-            name=name, loc=loc, prompt=prompt, reprompt=reprompt, timeout=timeout, options=options,
-            escalate_to=esc[0], escalate_loc=esc[1], interruptible=interruptible,
+            name=name,
+            loc=loc,
+            prompt=prompt,
+            reprompt=reprompt,
+            timeout=timeout,
+            options=options,
+            escalate_to=esc[0],
+            escalate_loc=esc[1],
+            interruptible=interruptible,
         )
     if kind == "queue":
         queue = target("queue")
@@ -287,15 +330,26 @@ def _compile_node(r: _Reader, name: str, key_node: yaml.Node, value: yaml.Node) 
             return None
         data = {k: r.scalar(v, f"data '{k}'") or "" for k, (_, v) in data_fields.items()}
         return QueueNode(
-            name=name, loc=loc, queue=queue[0], queue_loc=queue[1], priority=int(priority),
-            announce=get("announce", r.prompt), hold=get("hold", r.prompt), data=data,
+            name=name,
+            loc=loc,
+            queue=queue[0],
+            queue_loc=queue[1],
+            priority=int(priority),
+            announce=get("announce", r.prompt),
+            hold=get("hold", r.prompt),
+            data=data,
         )
     if kind == "transfer":
         to = get("to", r.scalar)
         if to is None:
             return None
         if not to.startswith(("sip:", "sips:")):
-            r.error(fields["to"][1], "flow.bad_uri", f"transfer target '{to}' is not a SIP URI", "write it as sip:user@host")
+            r.error(
+                fields["to"][1],
+                "flow.bad_uri",
+                f"transfer target '{to}' is not a SIP URI",
+                "write it as sip:user@host",
+            )
             return None
         return TransferNode(name=name, loc=loc, to=to)
     if kind == "voicemail":
@@ -328,14 +382,29 @@ def _menu_options(r: _Reader, name: str, node: yaml.Node) -> dict[str, MenuOptio
         if option is None:
             continue
         if "next" not in option:
-            r.error(key_node, "flow.missing_field", f"option '{key}' of '{name}' has no `next`", "add `next: <node>`")
+            r.error(
+                key_node,
+                "flow.missing_field",
+                f"option '{key}' of '{name}' has no `next`",
+                "add `next: <node>`",
+            )
             continue
         for extra in sorted(set(option) - {"next", "label"}):
-            r.error(option[extra][0], "flow.unknown_field", f"option '{key}' has no field '{extra}'", "an option has `next` and `label`")
+            r.error(
+                option[extra][0],
+                "flow.unknown_field",
+                f"option '{key}' has no field '{extra}'",
+                "an option has `next` and `label`",
+            )
         label = r.scalar(option["label"][1], "label") if "label" in option else None
         options[key] = MenuOption(next=option["next"][1].value, label=label, loc=r.loc(option["next"][1]))
     if not options:
-        r.error(node, "flow.empty_menu", f"menu '{name}' has no options", "add at least one key, e.g. `\"1\": next_node`")
+        r.error(
+            node,
+            "flow.empty_menu",
+            f"menu '{name}' has no options",
+            'add at least one key, e.g. `"1": next_node`',
+        )
         return None
     return options
 
@@ -352,20 +421,40 @@ def compile_flow(
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = exc.problem or "invalid YAML"
-        r.error(Location(path, line, col), "flow.yaml_syntax", f"YAML syntax: {problem}", "check indentation and quoting on this line")
+        r.error(
+            Location(path, line, col),
+            "flow.yaml_syntax",
+            f"YAML syntax: {problem}",
+            "check indentation and quoting on this line",
+        )
         return None, r.diagnostics
     except yaml.YAMLError as exc:  # e.g. ReaderError: a control character in the file
         line = text.count("\n", 0, getattr(exc, "position", 0)) + 1
-        r.error(Location(path, line, 1), "flow.yaml_syntax", f"YAML syntax: {exc}", "remove control characters; save the file as UTF-8 text")
+        r.error(
+            Location(path, line, 1),
+            "flow.yaml_syntax",
+            f"YAML syntax: {exc}",
+            "remove control characters; save the file as UTF-8 text",
+        )
         return None, r.diagnostics
     if root is None:
-        r.error(Location(path, 1, 1), "flow.empty", "the flow file is empty", "start with `flow:`, `start:` and `nodes:`")
+        r.error(
+            Location(path, 1, 1),
+            "flow.empty",
+            "the flow file is empty",
+            "start with `flow:`, `start:` and `nodes:`",
+        )
         return None, r.diagnostics
     top = r.mapping(root, "the flow")
     if top is None:
         return None, r.diagnostics
     for key in sorted(set(top) - {"flow", "start", "language", "nodes", "description"}):
-        r.error(top[key][0], "flow.unknown_field", f"unknown top-level field '{key}'", "a flow has flow, description, language, start and nodes")
+        r.error(
+            top[key][0],
+            "flow.unknown_field",
+            f"unknown top-level field '{key}'",
+            "a flow has flow, description, language, start and nodes",
+        )
     for key in ("start", "nodes"):
         if key not in top:
             r.error(root, "flow.missing_field", f"the flow has no `{key}`", f"add `{key}:` at the top level")
@@ -386,15 +475,32 @@ def compile_flow(
     start = r.scalar(top["start"][1], "start")
     if start is not None and start not in defined:
         guess = _closest(start, defined)
-        r.error(top["start"][1], "flow.unknown_node", f"start node '{start}' does not exist", f"did you mean '{guess}'?" if guess else "name a node under `nodes:`")
+        r.error(
+            top["start"][1],
+            "flow.unknown_node",
+            f"start node '{start}' does not exist",
+            f"did you mean '{guess}'?" if guess else "name a node under `nodes:`",
+        )
     for node in nodes.values():
         for target, loc in node.exits():
             if target not in defined:
                 guess = _closest(target, defined)
-                r.error(loc, "flow.unknown_node", f"'{node.name}' goes to '{target}', which does not exist", f"did you mean '{guess}'?" if guess else "name a node under `nodes:`")
+                r.error(
+                    loc,
+                    "flow.unknown_node",
+                    f"'{node.name}' goes to '{target}', which does not exist",
+                    f"did you mean '{guess}'?" if guess else "name a node under `nodes:`",
+                )
         if isinstance(node, QueueNode) and known_queues is not None and node.queue not in known_queues:
             guess = _closest(node.queue, known_queues)
-            r.error(node.queue_loc, "flow.unknown_queue", f"queue '{node.queue}' is not configured", f"did you mean '{guess}'?" if guess else f"configured queues: {', '.join(sorted(known_queues)) or 'none'}")
+            r.error(
+                node.queue_loc,
+                "flow.unknown_queue",
+                f"queue '{node.queue}' is not configured",
+                f"did you mean '{guess}'?"
+                if guess
+                else f"configured queues: {', '.join(sorted(known_queues)) or 'none'}",
+            )
     if start is not None and start in nodes and not broken:
         seen, todo = {start}, [start]
         while todo:
@@ -403,7 +509,12 @@ def compile_flow(
                     seen.add(target)
                     todo.append(target)
         for node_name in nodes.keys() - seen:
-            r.error(nodes[node_name].loc, "flow.unreachable_node", f"node '{node_name}' can never be reached", "link it from another node or delete it")
+            r.error(
+                nodes[node_name].loc,
+                "flow.unreachable_node",
+                f"node '{node_name}' can never be reached",
+                "link it from another node or delete it",
+            )
     if r.diagnostics or start is None:
         return None, r.diagnostics
     return Flow(name=name, path=path, version=version, start=start, language=language, nodes=nodes), []
@@ -415,7 +526,16 @@ def load_flow(path: str | Path, *, known_queues: Collection[str] | None = None) 
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise FlowInvalid([Diagnostic(Location(str(p), 1, 1), "flow.unreadable", f"cannot read the flow: {exc}", "check the file exists and is UTF-8")]) from exc
+        raise FlowInvalid(
+            [
+                Diagnostic(
+                    Location(str(p), 1, 1),
+                    "flow.unreadable",
+                    f"cannot read the flow: {exc}",
+                    "check the file exists and is UTF-8",
+                )
+            ]
+        ) from exc
     flow, diagnostics = compile_flow(text, str(p), known_queues=known_queues)
     if flow is None:
         raise FlowInvalid(diagnostics)

@@ -26,22 +26,21 @@ from .flow import (
     VoicemailNode,
 )
 
-_frozen = dataclass(frozen=True, slots=True, kw_only=True)
 MAX_STEPS_WITHOUT_INPUT = 64  # a flow that jumps this often without waiting is looping
 
 
 # --------------------------------------------------------------------- inputs
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PromptFinished:
     token: int  # the token of the PlayPrompt that finished
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DigitPressed:
     digit: str  # one of 0-9 * #
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AgentConnected:
     """The ACD bridged the caller to an agent: the IVR's part is over."""
 
@@ -50,36 +49,36 @@ Input = PromptFinished | DigitPressed | AgentConnected
 
 
 # -------------------------------------------------------------------- actions
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PlayPrompt:
     prompt: Prompt
     token: int  # echoed back in PromptFinished
     interruptible: bool  # the adapter may stop it on a keypress (the core tells it to)
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StopPrompt:
     token: int
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Enqueue:
     queue: str
     priority: int  # higher is served first
     data: Mapping[str, Any]  # screen-pop for the agent
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Transfer:
     to: str  # SIP URI
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StartRecording:
     kind: str  # "voicemail"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HangUp:
     reason: str  # why the flow ended the call
 
@@ -88,7 +87,7 @@ Action = PlayPrompt | StopPrompt | Enqueue | Transfer | StartRecording | HangUp
 
 
 # ----------------------------------------------------------- published events
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class IvrInput:
     wire: ClassVar[str] = "ivr.input"
     call_id: str
@@ -99,7 +98,7 @@ class IvrInput:
     attempt: int  # failures at this node so far, this one included when it failed
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class IvrEscalated:
     wire: ClassVar[str] = "ivr.escalated"
     call_id: str
@@ -303,7 +302,11 @@ class CallInterpreter:
             self._visit.history.append(entry)
         out.append(
             IvrInput(
-                call_id=self.call_id, node=node.name, mode="dtmf", input=digit, result=result,
+                call_id=self.call_id,
+                node=node.name,
+                mode="dtmf",
+                input=digit,
+                result=result,
                 attempt=self._visit.failures,
             )
         )
@@ -316,7 +319,9 @@ class CallInterpreter:
         if failures >= MAX_FAILURES:
             history = tuple(dict(h) for h in self._visit.history)
             self.escalation = {"node": node.name, "reason": result, "history": [dict(h) for h in history]}
-            out.append(IvrEscalated(call_id=self.call_id, node=node.name, to=node.escalate_to, history=history))
+            out.append(
+                IvrEscalated(call_id=self.call_id, node=node.name, to=node.escalate_to, history=history)
+            )
             self._enter(node.escalate_to, now, out)
             return
         self.phase = Phase.PLAYING

@@ -12,6 +12,7 @@ timed on the loop from the WAV's length, not with a player EOF callback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 from collections import deque
@@ -60,12 +61,14 @@ class _Account(pj.Account):  # type: ignore[misc]
         super().__init__()
         self._owner = owner
 
-    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:  # noqa: N802 (pjsua2 name)
+    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
         self._owner._on_incoming(self, prm.callId)
 
 
 class _Call(pj.Call):  # type: ignore[misc]
-    def __init__(self, owner: Endpoint, acc: _Account, leg_id: str, call_id: int = pj.PJSUA_INVALID_ID) -> None:
+    def __init__(
+        self, owner: Endpoint, acc: _Account, leg_id: str, call_id: int = pj.PJSUA_INVALID_ID
+    ) -> None:
         super().__init__(acc, call_id)
         self._owner = owner
         self.leg_id = leg_id
@@ -74,7 +77,7 @@ class _Call(pj.Call):  # type: ignore[misc]
         self.outbound = call_id == pj.PJSUA_INVALID_ID
         self.hung_up_by_us = False
 
-    def onCallState(self, prm: pj.OnCallStateParam) -> None:  # noqa: N802
+    def onCallState(self, prm: pj.OnCallStateParam) -> None:
         ci = self.getInfo()
         state = ci.state
         if state == pj.PJSIP_INV_STATE_EARLY and self.outbound:
@@ -92,7 +95,7 @@ class _Call(pj.Call):  # type: ignore[misc]
                 )
             )
 
-    def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:  # noqa: N802
+    def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
         if self.media_ready:
             return
         ci = self.getInfo()
@@ -102,11 +105,11 @@ class _Call(pj.Call):  # type: ignore[misc]
                 self._owner._emit(ev.LegMediaReady(leg_id=self.leg_id))
                 return
 
-    def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:  # noqa: N802
+    def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
         method = "sip_info" if prm.method == pj.PJSUA_DTMF_METHOD_SIP_INFO else "rfc4733"
         self._owner._emit(ev.DtmfReceived(leg_id=self.leg_id, digit=str(prm.digit), method=method))
 
-    def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:  # noqa: N802
+    def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:
         if prm.finalNotify:
             self._owner._emit(ev.TransferEnded(leg_id=self.leg_id, code=int(prm.statusCode)))
 
@@ -170,11 +173,14 @@ class Endpoint:
                 ep.transportCreate(ttype, tcfg)
             ep.libStart()
             ep.audDevManager().setNullDev()
-            for codec, prio in (("PCMU/8000", 255), ("PCMA/8000", 254), ("G722/16000", 100), ("opus/48000", 90)):
-                try:
+            for codec, prio in (
+                ("PCMU/8000", 255),
+                ("PCMA/8000", 254),
+                ("G722/16000", 100),
+                ("opus/48000", 90),
+            ):
+                with contextlib.suppress(pj.Error):  # a codec not built in is fine
                     ep.codecSetPriority(codec, prio)
-                except pj.Error:
-                    pass  # codec not built in: fine
             acc_cfg = pj.AccountConfig()
             acc_cfg.idUri = f"sip:{cfg.user}@{cfg.public_host}:{cfg.port}"
             acc_cfg.mediaConfig.transportConfig.port = cfg.rtp_port
@@ -188,8 +194,14 @@ class Endpoint:
             self._destroy()
             raise TelephonyError(f"SIP start failed: {exc.info()}") from None
         self._pump = self._loop.call_soon(self._tick)
-        log.info("sip_listening", host=cfg.host, port=cfg.port, transports=list(cfg.transports),
-                 clock_rate=cfg.clock_rate, max_calls=cfg.max_calls)
+        log.info(
+            "sip_listening",
+            host=cfg.host,
+            port=cfg.port,
+            transports=list(cfg.transports),
+            clock_rate=cfg.clock_rate,
+            max_calls=cfg.max_calls,
+        )
 
     async def shutdown(self, grace: float = 3.0) -> None:
         """Hang up every leg, let the BYEs go out, then tear down in the safe order:
@@ -304,7 +316,9 @@ class Endpoint:
             call.makeCall(uri, prm)
         except pj.Error as exc:
             call.ended = True
-            self._emit(ev.LegEnded(leg_id=leg_id, code=500, reason=f"dial failed: {exc.reason}", by_peer=True))
+            self._emit(
+                ev.LegEnded(leg_id=leg_id, code=500, reason=f"dial failed: {exc.reason}", by_peer=True)
+            )
         return leg_id
 
     def play(self, leg_id: str, wav: Path, token: int) -> float:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-_frozen = dataclass(frozen=True, slots=True, kw_only=True)
 
-
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class IncomingCall:
     leg_id: str
     caller: str  # user part of the From URI (the caller's number), "" if none
@@ -16,22 +14,22 @@ class IncomingCall:
     sip_call_id: str  # the SIP Call-ID header
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LegRinging:
     leg_id: str  # an outbound leg got 180/183
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LegAnswered:
     leg_id: str  # the dialog is confirmed (200 OK + ACK)
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LegMediaReady:
     leg_id: str  # audio is flowing; the leg can play, record and bridge
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LegEnded:
     leg_id: str
     code: int  # last SIP status code (e.g. 200 after BYE, 486 busy, 408 timeout)
@@ -39,20 +37,20 @@ class LegEnded:
     by_peer: bool  # the far end ended it (BYE, or a final error on our INVITE)
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DtmfReceived:
     leg_id: str
     digit: str  # one of 0-9 * # A-D
     method: str  # "rfc4733" or "sip_info"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PlaybackFinished:
     leg_id: str
     token: int  # the token given to Endpoint.play
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TransferEnded:
     leg_id: str
     code: int  # final status of the REFER'd call, as NOTIFY reported it

@@ -100,11 +100,16 @@ class Synthesizer:
         assert self._pool is not None
         loop = asyncio.get_running_loop()
         try:
-            fut = loop.run_in_executor(self._pool, _render, text, self.voice, self.rate, self.clock_rate, str(path))
+            fut = loop.run_in_executor(
+                self._pool, _render, text, self.voice, self.rate, self.clock_rate, str(path)
+            )
             await asyncio.wait_for(fut, RENDER_TIMEOUT)
             return path
         except Exception as exc:
             log.error("tts_failed", text=text, error=f"{type(exc).__name__}: {exc}")
-            if isinstance(exc, TimeoutError | multiprocessing.ProcessError) or "BrokenProcessPool" in type(exc).__name__:
+            if (
+                isinstance(exc, TimeoutError | multiprocessing.ProcessError)
+                or "BrokenProcessPool" in type(exc).__name__
+            ):
                 self.stop()  # a fresh worker next time
             return self.failure_tone

@@ -84,7 +84,9 @@ class CtiClient:
     async def wait_event(self, name: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
         def find() -> dict[str, Any] | None:
             for e in self.events:
-                if e["event"] == name and all(e.get(k) == v or e["data"].get(k) == v for k, v in match.items()):
+                if e["event"] == name and all(
+                    e.get(k) == v or e["data"].get(k) == v for k, v in match.items()
+                ):
                     return e
             return None
 

@@ -53,7 +53,11 @@ async def test_wrong_token_is_refused_and_commands_need_auth(server: Any) -> Non
     reply = await c.request("subscribe", events=["*"])
     assert reply["error"]["code"] == "cti.auth_required"
     reply = await c.request("auth", token="wrong")
-    assert reply == {"id": 2, "ok": False, "error": {"code": "cti.auth_failed", "message": reply["error"]["message"]}}
+    assert reply == {
+        "id": 2,
+        "ok": False,
+        "error": {"code": "cti.auth_failed", "message": reply["error"]["message"]},
+    }
     assert "wrong" not in reply["error"]["message"]
     assert (await c.request("auth", token="s3cret"))["ok"]
     await c.close()
@@ -92,7 +96,11 @@ async def test_events_have_strict_seq_and_follow_globs(server: Any) -> None:
     bus = server.bus
     for n in range(50):
         bus.publish(Ping(call_id=f"c{n}", n=n))
-        bus.publish(aev.AgentStateChanged(agent_id="a", from_=AgentState.AVAILABLE, to=AgentState.RESERVED, reason=None))
+        bus.publish(
+            aev.AgentStateChanged(
+                agent_id="a", from_=AgentState.AVAILABLE, to=AgentState.RESERVED, reason=None
+            )
+        )
     await calls.wait_for(lambda: len(calls.events) == 50, 5, "50 call events")
     await agents.wait_for(lambda: len(agents.events) == 50, 5, "50 agent events")
     seqs = [e["seq"] for e in calls.events]

@@ -39,10 +39,20 @@ BROKEN = [
     ("unknown_target", GOOD.replace("escalate_to: q", "escalate_to: nowhere"), "flow.unknown_node", 9),
     ("unknown_start", GOOD.replace("start: menu", "start: menus"), "flow.unknown_node", 2),
     ("unknown_queue", GOOD.replace("queue: sales", "queue: sails"), "flow.unknown_queue", 12),
-    ("unknown_field", GOOD.replace("    queue: sales", "    queue: sales\n    priorty: 3"), "flow.unknown_field", 13),
+    (
+        "unknown_field",
+        GOOD.replace("    queue: sales", "    queue: sales\n    priorty: 3"),
+        "flow.unknown_field",
+        13,
+    ),
     ("missing_escalation", GOOD.replace("    escalate_to: q\n", ""), "flow.missing_field", 4),
     ("bad_key", GOOD.replace('"1": {next: q', '"x": {next: q'), "flow.bad_key", 8),
-    ("bad_timeout", GOOD.replace("    escalate_to: q", "    escalate_to: q\n    timeout: soon"), "flow.bad_value", 10),
+    (
+        "bad_timeout",
+        GOOD.replace("    escalate_to: q", "    escalate_to: q\n    timeout: soon"),
+        "flow.bad_value",
+        10,
+    ),
     ("duplicate_key", GOOD + "  q:\n    type: hangup\n", "flow.duplicate_key", 13),
     ("unreachable", GOOD + "  lost:\n    type: hangup\n", "flow.unreachable_node", 13),
     ("bad_uri", "start: t\nnodes:\n  t: {type: transfer, to: desk}\n", "flow.bad_uri", 3),
@@ -82,11 +92,16 @@ def test_version_is_a_content_hash() -> None:
 def test_validate_cli_exit_codes_and_format(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(GOOD.replace("escalate_to: q", "escalate_to: nowhere"))
-    run = subprocess.run([sys.executable, "-m", "hotline", "validate", str(bad)], capture_output=True, text=True, cwd=ROOT)
+    run = subprocess.run(
+        [sys.executable, "-m", "hotline", "validate", str(bad)], capture_output=True, text=True, cwd=ROOT
+    )
     assert run.returncode == 1
     assert f"{bad}:9:18: flow.unknown_node:" in run.stdout
     ok = subprocess.run(
-        [sys.executable, "-m", "hotline", "validate", "flows", "--config", "config.toml"], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-m", "hotline", "validate", "flows", "--config", "config.toml"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert ok.returncode == 0, ok.stdout + ok.stderr
 

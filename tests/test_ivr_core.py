@@ -41,7 +41,9 @@ def test_greeting_menu_and_choice_enqueue_with_screen_pop(flow: ivr.Flow) -> Non
     assert interp.next_deadline() == pytest.approx(clock.now + 5)
     out = interp.handle(it.DigitPressed(digit="2"), clock.advance(1))
     inputs = [o for o in out if isinstance(o, it.IvrInput)]
-    assert inputs == [it.IvrInput(call_id="c1", node="main_menu", mode="dtmf", input="2", result="match", attempt=0)]
+    assert inputs == [
+        it.IvrInput(call_id="c1", node="main_menu", mode="dtmf", input="2", result="match", attempt=0)
+    ]
     enqueue = next(o for o in out if isinstance(o, it.Enqueue))
     assert enqueue.queue == "support"
     assert enqueue.data["caller"] == "5551234"
