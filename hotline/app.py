@@ -224,7 +224,7 @@ class Server:
                 flow_version=self.flow.version,
             )
         )
-        self.store.upsert(
+        self.store.insert(
             call_id,
             sip_call_id=event.sip_call_id,
             caller=event.caller,
@@ -327,7 +327,7 @@ class Server:
             talk_seconds=(now - connected) if connected is not None else 0.0,
         )
         self.bus.publish(ended)
-        self.store.upsert(
+        self.store.update(
             s.call_id,
             ended_at=cti_bridge.iso_utc(time.time()),
             cause=cause,
@@ -505,7 +505,7 @@ class Server:
             return
         left.unlink(missing_ok=True)
         right.unlink(missing_ok=True)
-        self.store.upsert(call_id, recording_path=str(final.resolve()), recording_sha256=result.sha256)
+        self.store.update(call_id, recording_path=str(final.resolve()), recording_sha256=result.sha256)
         self.bus.publish(
             hev.RecordingReady(
                 call_id=call_id,

@@ -100,19 +100,27 @@ class CallStore:
             except Exception as exc:  # a full disk must not stop the calls
                 log.error("call_record_write_failed", error=str(exc), sql=sql.split("(")[0])
 
-    def upsert(self, call_id: str, **fields: Any) -> None:
-        """Queue an insert-or-update of one call's record."""
+    def insert(self, call_id: str, **fields: Any) -> None:
+        """Queue the insert of a new call's record."""
+        cols = ["call_id", *self._check(fields)]
+        sql = f"INSERT INTO calls ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        self._writes.put_nowait((sql, (call_id, *self._values(fields))))
+
+    def update(self, call_id: str, **fields: Any) -> None:
+        """Queue an update of fields of an existing record."""
+        sets = ", ".join(f"{c} = ?" for c in self._check(fields))
+        self._writes.put_nowait((f"UPDATE calls SET {sets} WHERE call_id = ?", (*self._values(fields), call_id)))
+
+    @staticmethod
+    def _check(fields: dict[str, Any]) -> list[str]:
         unknown = set(fields) - COLUMNS
-        if unknown:
-            raise ValueError(f"unknown call record fields: {sorted(unknown)}")
-        values = {k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in fields.items()}
-        cols = ["call_id", *values]
-        updates = ", ".join(f"{c}=excluded.{c}" for c in values) or "call_id=call_id"
-        sql = (
-            f"INSERT INTO calls ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
-            f"ON CONFLICT(call_id) DO UPDATE SET {updates}"
-        )
-        self._writes.put_nowait((sql, (call_id, *values.values())))
+        if unknown or not fields:
+            raise ValueError(f"bad call record fields: {sorted(unknown) or 'none given'}")
+        return list(fields)
+
+    @staticmethod
+    def _values(fields: dict[str, Any]) -> list[Any]:
+        return [json.dumps(v) if isinstance(v, list | dict) else v for v in fields.values()]
 
     async def flush(self) -> None:
         """Wait until every queued write is applied (tests, shutdown)."""

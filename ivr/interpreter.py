@@ -279,6 +279,8 @@ class CallInterpreter:
                 out.append(StopPrompt(token=self._playing))
                 self._playing = None
                 self._enter(node.next, now, out)
+                if isinstance(self.node, MenuNode):  # type-ahead: the key answers the menu
+                    self._digit(digit, now, out)
             return  # keys outside input nodes are ignored, as callers expect
         if self.phase is Phase.PLAYING:
             if not node.interruptible or self._playing is None:

@@ -8,7 +8,9 @@ a time. The event loop only awaits the result; a cached prompt costs a stat().
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import io
 import multiprocessing
 import wave
 from concurrent.futures import ProcessPoolExecutor
@@ -39,8 +41,9 @@ def _render(text: str, voice: str, rate: int, clock_rate: int, out: str) -> str:
     engine.setProperty("voice", voice)
     engine.setProperty("rate", rate)
     raw = out + ".raw.wav"
-    engine.save_to_file(text, raw)
-    engine.runAndWait()
+    with contextlib.redirect_stdout(io.StringIO()):  # pyttsx3 prints "Audio saved to ..."
+        engine.save_to_file(text, raw)
+        engine.runAndWait()
     with wave.open(raw, "rb") as w:
         rate_in, width, channels = w.getframerate(), w.getsampwidth(), w.getnchannels()
         data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")

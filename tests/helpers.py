@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -96,3 +102,135 @@ class CtiClient:
         self.writer.close()
         if self._task is not None:
             self._task.cancel()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 for both UDP and TCP (SIP listens on both)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, socket.socket() as t:
+                u.bind(("127.0.0.1", port))
+                t.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+
+
+@dataclass
+class HotlineProcess:
+    """The real server (`python -m hotline run`) on free ports, with its own config."""
+
+    workdir: Path
+    agents: list[dict[str, Any]]
+    queues: list[dict[str, Any]] = field(
+        default_factory=lambda: [
+            {"name": "sales", "skills": ["sales"], "ring_timeout": 6, "wrap_up": 1},
+            {"name": "support", "skills": ["support"], "ring_timeout": 6, "wrap_up": 1},
+            {"name": "operator", "skills": [], "ring_timeout": 6, "wrap_up": 1},
+        ]
+    )
+    flows_dir: Any = None  # default: the shipped flows/
+    main_flow: str = "main"
+    token: str = "test-token"
+    sip_port: int = 0
+    cti_port: int = 0
+    proc: Any = None
+
+    def config_text(self) -> str:
+        def toml_value(v: Any) -> str:
+            return json.dumps(v) if not isinstance(v, bool) else str(v).lower()
+
+        lines = [
+            "[server]",
+            'log_format = "json"',
+            'log_level = "debug"',
+            "[sip]",
+            'host = "127.0.0.1"',
+            f"port = {self.sip_port}",
+            f"rtp_port = {free_port()}",
+            "[cti]",
+            'host = "127.0.0.1"',
+            f"port = {self.cti_port}",
+            "[[cti.tokens]]",
+            'name = "tests"',
+            f'secret = "{self.token}"',
+            "[storage]",
+            'database = "hotline.db"',
+            "[recordings]",
+            'directory = "recordings"',
+            "[flows]",
+            f'directory = "{self.flows_dir or ROOT / "flows"}"',
+            f'main = "{self.main_flow}"',
+            "[prompts]",
+            'directories = ["/usr/share/asterisk/sounds/en"]',
+            'tts_cache = "tts"',
+        ]
+        for table, rows in (("acd.queues", self.queues), ("acd.agents", self.agents)):
+            for row in rows:
+                lines.append(f"[[{table}]]")
+                lines.extend(f"{k} = {toml_value(v)}" for k, v in row.items())
+        return "\n".join(lines) + "\n"
+
+    def start(self, timeout: float = 20.0) -> HotlineProcess:
+        self.sip_port = self.sip_port or free_port()
+        self.cti_port = self.cti_port or free_port()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "config.toml"
+        config.write_text(self.config_text())
+        self.log_path = self.workdir / "hotline.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hotline", "run", "--config", str(config)],
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"hotline exited with {self.proc.returncode}:\n{self.log()}")
+            return b'"hotline_started"' in self.log_path.read_bytes()
+
+        until(ready, timeout, what="hotline to start")
+        with socket.create_connection(("127.0.0.1", self.cti_port), timeout=2):
+            pass
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-20000:]
+
+    def log_events(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                with contextlib.suppress(json.JSONDecodeError):
+                    out.append(json.loads(line))
+        return out
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM, and the exit code: 0 means the shutdown order held (no abort)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self._log.close()
+        return code
+
+    @property
+    def db(self) -> Path:
+        return self.workdir / "hotline.db"
+
+    @property
+    def recordings(self) -> Path:
+        return self.workdir / "recordings"

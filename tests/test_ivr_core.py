@@ -62,12 +62,23 @@ def test_keypress_interrupts_an_interruptible_prompt(flow: ivr.Flow) -> None:
     interp = ivr.build_interpreter(flow, "c1", "1")
     out = interp.start(0.0)
     greeting = plays(out)[0]
-    out = interp.handle(it.DigitPressed(digit="5"), 0.5)  # barge through the greeting
-    assert out[0] == it.StopPrompt(token=greeting.token)
+    out = finish(interp, out, 1.0)
     menu = plays(out)[0]
-    out = interp.handle(it.DigitPressed(digit="1"), 1.0)  # and through the menu prompt
+    out = interp.handle(it.DigitPressed(digit="1"), 1.5)  # barge through the menu prompt
     assert out[0] == it.StopPrompt(token=menu.token)
     assert any(isinstance(o, it.Enqueue) and o.queue == "sales" for o in out)
+    assert greeting.token != menu.token
+
+
+def test_key_during_greeting_carries_into_the_menu(flow: ivr.Flow) -> None:
+    interp = ivr.build_interpreter(flow, "c1", "1")
+    greeting = plays(interp.start(0.0))[0]
+    out = interp.handle(it.DigitPressed(digit="2"), 0.5)
+    assert out[0] == it.StopPrompt(token=greeting.token)
+    stops = [o for o in out if isinstance(o, it.StopPrompt)]
+    assert len(stops) == 2  # the greeting, then the menu prompt that the key answered
+    assert next(o for o in out if isinstance(o, it.Enqueue)).queue == "support"
+    assert interp.path == ["greeting", "main_menu", "support"]
 
 
 def test_three_failures_reach_a_human_with_history(flow: ivr.Flow) -> None:
