@@ -109,7 +109,9 @@ class CallStore:
     def update(self, call_id: str, **fields: Any) -> None:
         """Queue an update of fields of an existing record."""
         sets = ", ".join(f"{c} = ?" for c in self._check(fields))
-        self._writes.put_nowait((f"UPDATE calls SET {sets} WHERE call_id = ?", (*self._values(fields), call_id)))
+        self._writes.put_nowait(
+            (f"UPDATE calls SET {sets} WHERE call_id = ?", (*self._values(fields), call_id))
+        )
 
     @staticmethod
     def _check(fields: dict[str, Any]) -> list[str]:
