@@ -31,7 +31,8 @@ class Call(pj.Call):
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
         if self.media_started:
             return
-        for m in self.getInfo().media:
+        ci = self.getInfo()  # keep it alive: iterating a temporary's .media reads freed memory
+        for m in ci.media:
             if m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
                 self.media_started = True
                 media = self.getAudioMedia(-1)
@@ -114,17 +115,19 @@ def main() -> None:
     while running:
         ep.libHandleEvents(0)
         while app.ended:
-            call = app.ended.pop()
-            call.player = call.recorder = None  # media first, then the call
-            app.calls.discard(call)
+            gone = app.ended.pop()
+            gone.player = gone.recorder = None  # media first, then the call
+            app.calls.discard(gone)
+            del gone  # no Call may outlive libDestroy (its destructor asserts)
         time.sleep(0.004)
     print(f"bare_pjsua2 digits={app.digits}", flush=True)
     ep.hangupAllCalls()
     for _ in range(100):
         ep.libHandleEvents(10)
-    for call in list(app.calls):
-        call.player = call.recorder = None
+    for live in app.calls:
+        live.player = live.recorder = None
     app.calls.clear()
+    app.ended.clear()
     acc.shutdown()
     ep.libDestroy()
 

@@ -138,6 +138,7 @@ class HotlineProcess:
     flows_dir: Any = None  # default: the shipped flows/
     main_flow: str = "main"
     token: str = "test-token"
+    log_level: str = "debug"
     sip_port: int = 0
     cti_port: int = 0
     proc: Any = None
@@ -149,7 +150,7 @@ class HotlineProcess:
         lines = [
             "[server]",
             'log_format = "json"',
-            'log_level = "debug"',
+            f'log_level = "{self.log_level}"',
             "[sip]",
             'host = "127.0.0.1"',
             f"port = {self.sip_port}",
