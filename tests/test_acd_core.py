@@ -254,3 +254,12 @@ def test_invariants_hold_after_every_event(steps: list) -> None:
                 if agent.state is S.AVAILABLE and all(s in agent.spec.skills for s in entry.queue.skills):
                     failed = entry.failed_at.get(agent.spec.id)
                     assert failed is not None and failed + entry.queue.retry_delay > now
+
+
+def test_state_diagram_in_docs_is_generated_from_the_table() -> None:
+    from pathlib import Path
+
+    from acd.diagram import agent_state_mermaid
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "acd.md").read_text()
+    assert agent_state_mermaid() in doc, "run `python -m acd.diagram` and paste it into docs/acd.md"
