@@ -251,7 +251,7 @@ class Server:
                 s.media_ready = True
                 self._maybe_start_ivr(s)
             case tev.DtmfReceived(digit=digit, method=method):
-                s.log.debug("dtmf", digit="*" if digit else digit, method=method)
+                s.log.debug("dtmf", method=method)  # the digit is in ivr.input (and may be secret)
                 if s.phase in ("ivr", "queued"):
                     self._ivr(s, s.interp.handle(ivr.DigitPressed(digit=digit), self._now()))
             case tev.PlaybackFinished(token=token):
@@ -284,11 +284,13 @@ class Server:
                 assert s.agent_id is not None
                 if s.phase == "connected":
                     s.end_cause = "agent_hangup"
-                    self._acd(acd.events.AgentHungUp(call_id=s.call_id, agent_id=s.agent_id))
+                    self._acd_from_sip(acd.events.AgentHungUp(call_id=s.call_id, agent_id=s.agent_id))
                     self.endpoint.hangup(s.leg)
                 else:
                     cause = _RING_CAUSES.get(code, f"sip_{code}")
-                    self._acd(acd.events.AgentRingFailed(call_id=s.call_id, agent_id=s.agent_id, cause=cause))
+                    self._acd_from_sip(
+                        acd.events.AgentRingFailed(call_id=s.call_id, agent_id=s.agent_id, cause=cause)
+                    )
 
     def _maybe_start_ivr(self, s: CallSession) -> None:
         if s.confirmed and s.media_ready and not s.ivr_started:
@@ -297,7 +299,7 @@ class Server:
 
     def _maybe_agent_answered(self, s: CallSession) -> None:
         if s.agent_confirmed and s.agent_media and s.phase == "queued" and s.agent_id is not None:
-            self._acd(acd.events.AgentAnswered(call_id=s.call_id, agent_id=s.agent_id))
+            self._acd_from_sip(acd.events.AgentAnswered(call_id=s.call_id, agent_id=s.agent_id))
 
     def _caller_gone(self, s: CallSession, code: int) -> None:
         now = self._now()
@@ -308,7 +310,7 @@ class Server:
             cause = {"queued": "abandoned", "connected": "caller_hangup"}.get(s.phase, "caller_hangup")
         phase, s.phase = s.phase, "ended"
         if self.router.has_call(s.call_id):
-            self._acd(acd.events.CallerHungUp(call_id=s.call_id))
+            self._acd_from_sip(acd.events.CallerHungUp(call_id=s.call_id))
         if s.agent_leg is not None:
             self.endpoint.hangup(s.agent_leg)
         self._finish_recordings(s)
@@ -434,6 +436,14 @@ class Server:
     # ------------------------------------------------------------------- ACD
     def _acd(self, event: acd.events.Input) -> None:
         self._run_acd(self.router.handle(event, self._now()))
+
+    def _acd_from_sip(self, event: acd.events.Input) -> None:
+        """A SIP happening the router may no longer expect (a race with its own
+        timers, e.g. an answer crossing a ring timeout): log it, keep serving."""
+        try:
+            self._acd(event)
+        except acd.AcdUsageError as exc:
+            log.warning("acd_event_ignored", acd_event=type(event).__name__, code=exc.code, error=str(exc))
 
     def _router_tick(self) -> None:
         self._router_timer = None
