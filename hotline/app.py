@@ -40,6 +40,23 @@ _RING_CAUSES = {
 }
 
 
+class StartError(Exception):
+    """The server could not start; the message says what to change."""
+
+    code = "server.start_failed"
+
+
+def _start_failure(exc: Exception, config: Config) -> str:
+    if isinstance(exc, OSError) and exc.errno == 98:
+        return (
+            f"the CTI address {config.cti.host}:{config.cti.port} is in use; stop the other "
+            "process or set [cti] port"
+        )
+    if type(exc).__name__ == "TelephonyError":
+        return f"{exc}; is SIP port {config.sip.port} in use? Stop the other process or set [sip] port"
+    return f"{type(exc).__name__}: {exc}"
+
+
 @dataclass(eq=False)
 class CallSession:
     """One caller's call: the caller leg, the IVR walk, and at most one agent leg."""
@@ -135,12 +152,17 @@ class Server:
 
     # ------------------------------------------------------------- lifecycle
     async def start(self) -> None:
+        """Open everything; on any failure, close what was opened and raise StartError."""
         self._loop = asyncio.get_running_loop()
-        (self.recordings / ".parts").mkdir(parents=True, exist_ok=True)
-        await self.store.open()
-        self.tts.start()
-        await self.cti.start()
-        self.endpoint.start()
+        try:
+            (self.recordings / ".parts").mkdir(parents=True, exist_ok=True)
+            await self.store.open()
+            self.tts.start()
+            await self.cti.start()
+            self.endpoint.start()
+        except Exception as exc:
+            await self.stop()
+            raise StartError(_start_failure(exc, self.config)) from exc
         for agent in self.config.acd.agents:
             if agent.autologin:
                 self._acd(acd.events.AgentLoggedIn(agent_id=agent.id))
@@ -171,7 +193,7 @@ class Server:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stopping.set)
-        await self.start()
+        await self.start()  # raises StartError, having cleaned up
         try:
             await self._stopping.wait()
         finally:

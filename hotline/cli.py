@@ -30,10 +30,15 @@ def _run(args: argparse.Namespace) -> int:
         for d in exc.diagnostics:
             print(f"  {d}", file=sys.stderr)
         return 2
-    try:
-        import uvloop
+    import uvloop
 
+    from .app import StartError
+
+    try:
         uvloop.run(server.run_until_signalled())
+    except StartError as exc:
+        print(f"hotline: cannot start: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         pass
     return 0
