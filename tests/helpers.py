@@ -83,8 +83,10 @@ class CtiClient:
             if value:
                 return value
             if time.monotonic() > deadline:
-                names = [e["event"] for e in self.events]
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}; events so far: {names}")
+                seen = "\n".join(json.dumps(e) for e in self.events[-40:])
+                raise AssertionError(
+                    f"timed out after {timeout}s waiting for {what}; the last events:\n{seen}"
+                )
             await asyncio.sleep(0.02)
 
     async def wait_event(self, name: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
@@ -109,17 +111,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def free_port() -> int:
     """A port free on 127.0.0.1 for both UDP and TCP (SIP listens on both)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, socket.socket() as t:
-                u.bind(("127.0.0.1", port))
-                t.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
+    from .peers import free_sip_port
+
+    return free_sip_port()
 
 
 @dataclass

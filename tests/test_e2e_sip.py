@@ -1,0 +1,297 @@
+"""End to end over real SIP on 127.0.0.1: SIPp callers, SIPp or baresip agents,
+the real server process, a real CTI client, the recording and the call record."""
+
+from __future__ import annotations
+
+import sqlite3
+import wave
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from .helpers import CtiClient, HotlineProcess, free_port
+from .peers import Baresip, Sipp, dtmf_keys
+
+pytestmark = pytest.mark.sip
+
+CAUSAL = [
+    "call.offered",
+    "call.answered",
+    "ivr.input",
+    "call.queued",
+    "agent.offered",
+    "call.connected",
+    "call.ended",
+]
+
+
+@pytest.fixture
+async def cti(tmp_path: Path) -> AsyncIterator[Any]:
+    """Yields a factory: start(agents) -> (server, logged-in CTI client subscribed to everything)."""
+    started: list[tuple[HotlineProcess, CtiClient]] = []
+
+    async def start(agents: list[dict[str, Any]]) -> tuple[HotlineProcess, CtiClient]:
+        server = HotlineProcess(workdir=tmp_path / "hotline", agents=agents).start()
+        client = await CtiClient.connect(server.cti_port)
+        assert (await client.request("auth", token=server.token))["ok"]
+        assert (await client.request("subscribe", events=["*"]))["ok"]
+        for agent in agents:
+            assert (await client.request("agent.login", agent=agent["id"]))["ok"]
+            assert (await client.request("agent.ready", agent=agent["id"]))["state"] == "available"
+        started.append((server, client))
+        return server, client
+
+    yield start
+    for server, client in started:
+        await client.close()
+        assert server.stop() == 0, f"unclean shutdown:\n{server.log()}"
+
+
+def agent(agent_id: str, port: int, skills: tuple[str, ...] = ("sales", "support")) -> dict[str, Any]:
+    return {"id": agent_id, "skills": list(skills), "contact": f"sip:{agent_id}@127.0.0.1:{port}"}
+
+
+def events_of(client: CtiClient, call_id: str) -> list[str]:
+    return [e["event"] for e in client.events if e["call_id"] == call_id]
+
+
+def assert_causal(names: list[str], expected: list[str]) -> None:
+    positions = [names.index(n) for n in expected]
+    assert positions == sorted(positions), f"out of order: {names}"
+
+
+def channel_rms(path: Path) -> tuple[int, list[float]]:
+    with wave.open(str(path), "rb") as w:
+        channels = w.getnchannels()
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, channels)
+    return channels, [float(np.sqrt(np.mean(data[:, c].astype(np.float64) ** 2))) for c in range(channels)]
+
+
+async def test_call_reaches_agent_with_events_recording_and_record(cti: Any, tmp_path: Path) -> None:
+    agent_port = free_port()
+    agent_sipp = Sipp("agent_uas", tmp_path, local_port=agent_port, rtp_echo=True).start()
+    server, client = await cti([agent("1001", agent_port)])
+    caller = Sipp(
+        "caller_dtmf",
+        tmp_path,
+        remote=f"127.0.0.1:{server.sip_port}",
+        service="hotline",
+        keys={"caller": "5551234", "dtmf_delay": 3500, "talk_ms": 6000, **dtmf_keys("1", tmp_path)},
+    ).start()
+    assert caller.wait(60) == 0, caller.summary()
+    ready = await client.wait_event("recording.ready", timeout=20)
+    call_id = ready["call_id"]
+    names = events_of(client, call_id)
+    assert_causal(names, [*CAUSAL, "recording.ready"])
+    # seq has no gaps across the whole stream (we subscribed to everything)
+    seqs = [e["seq"] for e in client.events]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    by_name = {e["event"]: e for e in client.events if e["call_id"] == call_id}
+    assert by_name["ivr.input"]["data"] == {
+        "node": "main_menu",
+        "mode": "dtmf",
+        "input": "1",
+        "result": "match",
+        "attempt": 0,
+    }
+    assert by_name["call.queued"]["data"]["queue"] == "sales"
+    offered = by_name["agent.offered"]["data"]
+    assert offered["agent_id"] == "1001" and offered["data"]["ivr_path"] == ["greeting", "main_menu", "sales"]
+    ended = by_name["call.ended"]["data"]
+    assert ended["cause"] == "caller_hangup" and ended["agent_id"] == "1001"
+    assert ended["talk_seconds"] > 3
+    states = [
+        (e["data"]["from"], e["data"]["to"]) for e in client.events if e["event"] == "agent.state_changed"
+    ]
+    assert ("available", "reserved") in states and ("reserved", "on_call") in states
+    assert ("on_call", "wrap_up") in states
+    # the recording: stereo, caller left and agent right, both carrying audio
+    path = Path(ready["data"]["path"])
+    channels, rms = channel_rms(path)
+    assert channels == 2 and ready["data"]["channels"] == 2
+    assert min(rms) > 100, f"a silent channel: {rms}"
+    assert ready["data"]["seconds"] > 3
+    import hashlib
+
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == ready["data"]["sha256"]
+    # the call record
+    agent_sipp.wait(20)
+    row = (
+        sqlite3.connect(server.db)
+        .execute(
+            "SELECT cause, queue, agent_id, recording_sha256, ivr_path FROM calls WHERE call_id = ?",
+            (call_id,),
+        )
+        .fetchone()
+    )
+    assert row[:4] == ("caller_hangup", "sales", "1001", ready["data"]["sha256"])
+    assert "main_menu" in row[4]
+
+
+async def test_unanswered_agent_then_next_agent_answers(cti: Any, tmp_path: Path) -> None:
+    silent_port, answer_port = free_port(), free_port()
+    silent = Sipp("agent_noanswer", tmp_path, local_port=silent_port).start()
+    answering = Sipp("agent_uas", tmp_path, local_port=answer_port, rtp_echo=True).start()
+    # the silent agent has been idle longest, so it is rung first
+    server, client = await cti([agent("1001", silent_port), agent("1002", answer_port)])
+    caller = Sipp(
+        "caller_dtmf",
+        tmp_path,
+        remote=f"127.0.0.1:{server.sip_port}",
+        service="hotline",
+        keys={"dtmf_delay": 3500, "talk_ms": 12000, **dtmf_keys("1", tmp_path)},
+    ).start()
+    connected = await client.wait_event("call.connected", timeout=40)
+    assert connected["data"]["agent_id"] == "1002"
+    failed = await client.wait_event("agent.offer_failed", agent_id="1001")
+    assert failed["data"]["cause"] == "no_answer"
+    offers = [e["data"]["agent_id"] for e in client.events if e["event"] == "agent.offered"]
+    assert offers == ["1001", "1002"]
+    assert connected["data"]["wait_seconds"] >= 6  # the ring timeout of the first agent
+    assert caller.wait(60) == 0, caller.summary()
+    assert silent.wait(20) == 0, silent.summary()
+    assert answering.wait(20) == 0, answering.summary()
+
+
+async def test_caller_hangs_up_while_queued_is_abandoned(cti: Any, tmp_path: Path) -> None:
+    """Over SIP/TCP this time; nobody is logged in, so the caller waits and gives up."""
+    server, client = await cti([])
+    caller = Sipp(
+        "caller_hangup_early",
+        tmp_path,
+        remote=f"127.0.0.1:{server.sip_port}",
+        service="hotline",
+        transport="tcp",
+        keys={"dtmf_delay": 3500, "hangup_ms": 3000, **dtmf_keys("1", tmp_path)},
+    ).start()
+    assert caller.wait(60) == 0, caller.summary()
+    ended = await client.wait_event("call.ended")
+    assert ended["data"]["cause"] == "abandoned" and ended["data"]["queue"] == "sales"
+    assert ended["data"]["wait_seconds"] >= 2
+    abandoned = await client.wait_event("call.abandoned")
+    assert abandoned["call_id"] == ended["call_id"]
+
+
+async def test_sip_info_dtmf_and_baresip_softphone_answers(cti: Any, tmp_path: Path) -> None:
+    phone = Baresip(tmp_path, user="1002").start()
+    try:
+        server, client = await cti([{"id": "1002", "skills": ["support"], "contact": phone.contact}])
+        caller = Sipp(
+            "caller_info_dtmf",
+            tmp_path,
+            remote=f"127.0.0.1:{server.sip_port}",
+            service="hotline",
+            keys={"dtmf_delay": 3500, "digit": 2, "talk_ms": 6000},
+        ).start()
+        assert caller.wait(60) == 0, caller.summary()
+        ready = await client.wait_event("recording.ready", timeout=20)
+        names = events_of(client, ready["call_id"])
+        assert_causal(names, [*CAUSAL, "recording.ready"])
+        queued = next(e for e in client.events if e["event"] == "call.queued")
+        assert queued["data"]["queue"] == "support"
+        channels, rms = channel_rms(Path(ready["data"]["path"]))
+        assert channels == 2 and min(rms) > 100, f"a silent channel: {rms}"
+    finally:
+        phone.stop()
+
+
+async def test_blind_transfer_sends_refer_and_ends_our_leg(tmp_path: Path) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "xfer.yaml").write_text(
+        "start: hello\nnodes:\n"
+        "  hello: {type: play, prompt: beep, next: out}\n"
+        '  out: {type: transfer, to: "sip:desk@127.0.0.1:5999"}\n'
+    )
+    server = HotlineProcess(
+        workdir=tmp_path / "hotline", agents=[], flows_dir=flows, main_flow="xfer"
+    ).start()
+    client = await CtiClient.connect(server.cti_port)
+    try:
+        assert (await client.request("auth", token=server.token))["ok"]
+        assert (await client.request("subscribe", events=["call.*"]))["ok"]
+        caller = Sipp(
+            "caller_refer", tmp_path, remote=f"127.0.0.1:{server.sip_port}", service="hotline"
+        ).start()
+        assert caller.wait(30) == 0, caller.summary()  # it checked Refer-To and got our BYE
+        ended = await client.wait_event("call.ended")
+        assert ended["data"]["cause"] == "transferred"
+    finally:
+        await client.close()
+        assert server.stop() == 0
+
+
+async def test_sigterm_with_calls_up_ends_them_and_exits_cleanly(cti: Any, tmp_path: Path) -> None:
+    server, client = await cti([])
+    callers = Sipp(
+        "caller_dtmf",
+        tmp_path,
+        remote=f"127.0.0.1:{server.sip_port}",
+        service="hotline",
+        calls=3,
+        rate=10,
+        keys={"dtmf_delay": 2500, "talk_ms": 30000, **dtmf_keys("1", tmp_path)},
+    ).start()
+    await client.wait_for(
+        lambda: len([e for e in client.events if e["event"] == "call.queued"]) == 3, 20, "3 queued"
+    )
+    assert server.stop() == 0, server.log()  # the order: media, calls, account, library
+    ended = await client.wait_for(
+        lambda: (
+            (found := [e for e in client.events if e["event"] == "call.ended"]) and len(found) == 3 and found
+        ),
+        5,
+        "3 call.ended",
+    )
+    assert [e["data"]["cause"] for e in ended] == ["shutdown"] * 3
+    callers.wait(30)  # each caller got our BYE
+    assert callers.stats()["SuccessfulCall(C)"] == "3", callers.summary()
+
+
+async def test_garbage_on_sip_and_cti_does_not_stop_service(cti: Any, tmp_path: Path) -> None:
+    import asyncio
+    import socket
+
+    agent_port = free_port()
+    agent_sipp = Sipp("agent_uas", tmp_path, local_port=agent_port, rtp_echo=True).start()
+    server, client = await cti([agent("1001", agent_port)])
+    junk = [b"\x00\xff" * 300, b"INVITE sip:x SIP/2.0\r\nVia: nonsense\r\n\r\n", b"SIP/2.0 999 What\r\n\r\n"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        for datagram in junk:
+            udp.sendto(datagram, ("127.0.0.1", server.sip_port))
+    with socket.create_connection(("127.0.0.1", server.sip_port)) as tcp:
+        tcp.sendall(b"GARBAGE / HTTP/1.1\r\nContent-Length: -5\r\n\r\n" * 3)
+    other = await CtiClient.connect(server.cti_port)
+    assert (await other.request("auth", token="not-it"))["error"]["code"] == "cti.auth_failed"
+    await other.send_raw(b"{not json\n")
+    await other.wait_for(lambda: other.other, 5, "error reply")
+    assert other.other[0]["error"]["code"] == "cti.bad_json"
+    assert (await other.request("auth", token=server.token))["ok"]  # still usable
+    await other.close()
+    await asyncio.sleep(0.2)
+    caller = Sipp(
+        "caller_dtmf",
+        tmp_path,
+        remote=f"127.0.0.1:{server.sip_port}",
+        service="hotline",
+        keys={"dtmf_delay": 3000, "talk_ms": 3000, **dtmf_keys("1", tmp_path)},
+    ).start()
+    assert caller.wait(60) == 0, caller.summary()
+    await client.wait_event("call.connected")
+    assert agent_sipp.wait(30) == 0, agent_sipp.summary()
+
+
+def test_ports_in_use_exit_2_with_the_reason(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        server = HotlineProcess(workdir=tmp_path, agents=[], cti_port=busy.getsockname()[1])
+        with pytest.raises(AssertionError) as info:
+            server.start()
+    assert server.proc.returncode == 2
+    assert "is in use; stop the other process or set [cti] port" in str(info.value)
