@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 
 from .events import PROTOCOL_VERSION, envelope, wire_name
+from .outbox import Outbox, OutboxError, encode_line
 from .protocol import (
     MAX_LINE_BYTES,
     CtiError,
@@ -33,42 +34,86 @@ Control = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 Sink = Callable[[dict[str, Any]], None]
 
 MAX_QUEUED_LINES = 10_000  # per client; a client that falls further behind is disconnected
+PURGE_INTERVAL = 60.0  # seconds between outbox retention runs
+REPLAY_CHUNK = 500  # outbox rows read per step of a `since` replay
+MAX_UNWRITTEN = 100_000  # events kept in memory while the outbox cannot be written
 MAX_AUTH_FAILURES = 3  # per connection, then it is closed
 
 
 class EventBus:
-    """Numbers every event with a server-wide strictly increasing ``seq`` and fans it out."""
+    """Numbers every event with a server-wide strictly increasing ``seq`` and fans it out.
 
-    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
+    With an outbox, events are first written to SQLite (batched once per loop
+    iteration, or at :meth:`flush`) and only then delivered to clients and
+    sinks, so a client that reconnects with ``since`` misses nothing.
+    """
+
+    def __init__(self, wall_clock: Callable[[], float] = time.time, outbox: Outbox | None = None) -> None:
         self._wall = wall_clock
-        self.seq = 0
+        self.outbox = outbox
+        self.seq = outbox.last_seq() if outbox is not None else 0
         self._clients: set[_Client] = set()
         self._sinks: list[Sink] = []
+        self._pending: list[tuple[int, str, float, str, dict[str, Any]]] = []
+        self._unwritten: list[tuple[int, str, float, str]] = []  # rows a failed write left behind
+        self._flush_handle: asyncio.Handle | None = None
 
     def add_sink(self, sink: Sink) -> None:
-        """A sink sees every envelope (call records, logs, later MQTT)."""
+        """A sink sees every envelope after it is durable (call records, logs, MQTT)."""
         self._sinks.append(sink)
 
     def publish(self, event: object) -> dict[str, Any]:
         self.seq += 1
-        env = envelope(self.seq, event, self._wall())
-        name = env["event"]
-        line: bytes | None = None
-        for client in list(self._clients):
-            if client.subscription.wants(name):
-                if line is None:
-                    line = (json.dumps(env, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
-                client.send_line(line)
-        for sink in self._sinks:
+        wall = self._wall()
+        env = envelope(self.seq, event, wall)
+        line = encode_line(env)
+        if self.outbox is None:
+            self._deliver(env["event"], line, env)
+            return env
+        self._pending.append((self.seq, env["event"], wall, line, env))
+        if self._flush_handle is None:
             try:
-                sink(env)
-            except Exception:  # a broken sink must not stop the others or the call
-                log.exception("event_sink_failed", event=name)
+                self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no loop (a tool or a test): write now
+                self.flush()
         return env
 
     def publish_all(self, events: Iterable[object]) -> None:
         for event in events:
             self.publish(event)
+
+    def flush(self) -> None:
+        """Make pending events durable, then deliver them in seq order."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        assert self.outbox is not None
+        rows = self._unwritten + [(seq, name, wall, line) for seq, name, wall, line, _ in batch]
+        try:
+            self.outbox.write(rows)
+            self._unwritten = []
+        except OutboxError as exc:
+            # keep serving: deliver live, keep the rows to write on the next flush
+            self._unwritten = rows[-MAX_UNWRITTEN:]
+            log.error("cti_outbox_write_failed", error=str(exc), unwritten=len(self._unwritten))
+        for _seq, name, _wall, line, env in batch:
+            self._deliver(name, line, env)
+
+    def _deliver(self, name: str, line: str, env: dict[str, Any]) -> None:
+        data: bytes | None = None
+        for client in list(self._clients):
+            if client.subscription.wants(name):
+                if data is None:
+                    data = (line + "\n").encode()
+                client.send_line(data)
+        for sink in self._sinks:
+            try:
+                sink(env)
+            except Exception:  # a broken sink must not stop the others or the call
+                log.exception("event_sink_failed", event=name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +145,9 @@ class _Client:
         self._lines.append(line)
         self._wake.set()
 
+    def backlog(self) -> int:
+        return len(self._lines)
+
     def close(self, reason: str) -> None:
         if self.closing is None:
             self.closing = reason
@@ -130,13 +178,30 @@ class CtiServer:
         self.host, self.port = host, port
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._purge_timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_LINE_BYTES)
         self.port = self._server.sockets[0].getsockname()[1]
+        if self.bus.outbox is not None:
+            self._purge()
         log.info("cti_listening", host=self.host, port=self.port, protocol=PROTOCOL_VERSION)
 
+    def _purge(self) -> None:
+        """Apply the outbox retention now and every PURGE_INTERVAL seconds."""
+        assert self.bus.outbox is not None
+        try:
+            dropped = self.bus.outbox.purge()
+            if dropped:
+                log.info("cti_outbox_purged", events=dropped, oldest=self.bus.outbox.oldest_seq())
+        except Exception as exc:
+            log.error("cti_outbox_purge_failed", error=str(exc))
+        self._purge_timer = asyncio.get_running_loop().call_later(PURGE_INTERVAL, self._purge)
+
     async def stop(self) -> None:
+        if self._purge_timer is not None:
+            self._purge_timer.cancel()
+        self.bus.flush()
         if self._server is not None:
             self._server.close()
             for client in list(self.bus._clients):
@@ -206,14 +271,13 @@ class CtiServer:
                     "cti.auth_required", 'authenticate first: {"id": 1, "cmd": "auth", "token": "..."}'
                 )
             if request.cmd == "subscribe":
-                client.subscription.patterns = parse_patterns(request.args)
-                self.bus._clients.add(client)
-                client.send(ok_reply(rid, seq=self.bus.seq))
+                await self._subscribe(client, rid, request.args)
                 return
             if request.cmd == "ping":
                 client.send(ok_reply(rid, seq=self.bus.seq))
                 return
             result = await self.control(request.cmd, request.args)
+            self.bus.flush()  # the events a command caused go out before its reply
             client.send(ok_reply(rid, **result))
         except CtiError as exc:
             rid = getattr(exc, "request_id", rid)
@@ -228,6 +292,51 @@ class CtiServer:
                 )
             )
 
+    async def _subscribe(self, client: _Client, rid: Any, args: dict[str, Any]) -> None:
+        """Set the patterns; with ``since``, replay every retained event after it, then
+        go live with no gap and no duplicate at the seam."""
+        patterns = parse_patterns(args)
+        since = args.get("since")
+        if since is not None and (not isinstance(since, int) or isinstance(since, bool) or since < 0):
+            raise CtiError("cti.bad_request", '"since" must be a seq number (an integer >= 0)')
+        self.bus._clients.discard(client)
+        client.subscription.patterns = patterns
+        if since is None:
+            self.bus._clients.add(client)
+            client.send(ok_reply(rid, seq=self.bus.seq))
+            return
+        outbox = self.bus.outbox
+        if outbox is None:
+            raise CtiError("cti.no_history", 'this server keeps no event history; subscribe without "since"')
+        self.bus.flush()
+        if since > self.bus.seq:
+            raise CtiError(
+                "cti.bad_request", f"since {since} is ahead of the newest event, seq {self.bus.seq}"
+            )
+        oldest = outbox.oldest_seq()
+        if since < self.bus.seq and oldest is not None and since < oldest - 1:
+            raise CtiError(
+                "cti.since_too_old",
+                f"events after seq {since} are no longer retained; the oldest available is seq {oldest}. "
+                f"Resubscribe with since >= {oldest - 1} and reconcile what is missing",
+            )
+        client.send(ok_reply(rid, seq=self.bus.seq, replay_from=since + 1))
+        cursor = since
+        while client.closing is None:
+            self.bus.flush()
+            rows = outbox.read_after(cursor, REPLAY_CHUNK)
+            for seq, name, line in rows:
+                if client.subscription.wants(name):
+                    client.send_line((line + "\n").encode())
+                cursor = seq
+            if len(rows) < REPLAY_CHUNK:
+                # everything published so far is durable and was read in this same
+                # step (no await since the flush): going live now leaves no gap
+                self.bus._clients.add(client)
+                return
+            while client.backlog() > MAX_QUEUED_LINES // 2 and client.closing is None:
+                await asyncio.sleep(0.005)  # let the client drain before the next chunk
+
     def _auth(self, client: _Client, args: dict[str, Any]) -> None:
         offered = require_str(args, "token")
         for token in self.tokens:
@@ -240,4 +349,14 @@ class CtiServer:
         raise CtiError("cti.auth_failed", "the token is not valid; check [cti] tokens in the server's config")
 
 
-__all__ = ["Control", "CtiError", "CtiServer", "EventBus", "Sink", "Token", "require_str", "wire_name"]
+__all__ = [
+    "Control",
+    "CtiError",
+    "CtiServer",
+    "EventBus",
+    "Outbox",
+    "Sink",
+    "Token",
+    "require_str",
+    "wire_name",
+]

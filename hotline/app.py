@@ -91,7 +91,13 @@ class CallSession:
 class Server:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.bus = cti_bridge.EventBus()
+        self.bus = cti_bridge.EventBus(
+            outbox=cti_bridge.Outbox(
+                config.path(config.storage.database),
+                retain_seconds=config.cti.retain_seconds,
+                retain_events=config.cti.retain_events,
+            )
+        )
         self.router = acd.build_router(
             [
                 acd.QueueSpec(
@@ -185,6 +191,8 @@ class Server:
         if self._background:
             await asyncio.wait(self._background, timeout=10)
         await self.cti.stop()
+        if self.bus.outbox is not None:
+            self.bus.outbox.close()
         self.tts.stop()
         await self.store.close()
         log.info("hotline_stopped")

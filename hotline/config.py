@@ -51,6 +51,8 @@ class CtiConfig:
     host: str = "127.0.0.1"
     port: int = 7011  # NDJSON over TCP
     tokens: tuple[TokenConfig, ...] = ()
+    retain_seconds: float = 604800.0  # events kept for `since` replay: 7 days ...
+    retain_events: int = 1_000_000  # ... and at most this many
 
 
 @dataclass(frozen=True, slots=True)

@@ -222,6 +222,12 @@ class HotlineProcess:
         self._log.close()
         return code
 
+    def kill(self) -> None:
+        """SIGKILL: the crash case (nothing gets to clean up)."""
+        self.proc.kill()
+        self.proc.wait()
+        self._log.close()
+
     @property
     def db(self) -> Path:
         return self.workdir / "hotline.db"

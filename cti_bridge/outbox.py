@@ -1,0 +1,95 @@
+"""The durable outbox: every event is in SQLite before any client sees it.
+
+Writes run on the loop thread, batched per loop iteration: ``append`` queues an
+envelope, and one ``executemany`` + commit per iteration makes the batch
+durable (WAL, synchronous=NORMAL: it survives a killed process). Only then are
+the batch's events fanned out. Reads for ``since`` replay are chunked.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS cti_outbox (
+    seq     INTEGER PRIMARY KEY,   -- server-wide, strictly increasing
+    event   TEXT NOT NULL,         -- wire name, e.g. call.ended
+    wall    REAL NOT NULL,         -- epoch seconds, for time-based retention
+    line    TEXT NOT NULL          -- the exact JSON line sent to clients
+);
+"""
+
+
+class OutboxError(Exception):
+    """The outbox could not be written (disk full, database locked …)."""
+
+    code = "cti.outbox_failed"
+
+
+class Outbox:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        retain_seconds: float,
+        retain_events: int,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self.retain_seconds = retain_seconds  # events older than this may be purged
+        self.retain_events = retain_events  # at most this many are kept
+        self._wall = wall_clock
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def last_seq(self) -> int:
+        row = self._db.execute("SELECT MAX(seq) FROM cti_outbox").fetchone()
+        return int(row[0] or 0)
+
+    def oldest_seq(self) -> int | None:
+        row = self._db.execute("SELECT MIN(seq) FROM cti_outbox").fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def write(self, rows: list[tuple[int, str, float, str]]) -> None:
+        """Make a batch durable: (seq, event, wall, line) rows, in one transaction."""
+        try:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT INTO cti_outbox (seq, event, wall, line) VALUES (?, ?, ?, ?)", rows)
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise OutboxError(f"cannot write the event outbox {self.path}: {exc}") from exc
+
+    def read_after(self, seq: int, limit: int) -> list[tuple[int, str, str]]:
+        """Up to ``limit`` (seq, event, line) rows with seq > ``seq``, in order."""
+        cur = self._db.execute(
+            "SELECT seq, event, line FROM cti_outbox WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        )
+        return [(int(s), str(e), str(line)) for s, e, line in cur.fetchall()]
+
+    def purge(self) -> int:
+        """Apply retention; returns how many events were dropped. The newest event is always kept,
+        so the seq counter survives a restart."""
+        cutoff = self._wall() - self.retain_seconds
+        last = self.last_seq()
+        cur = self._db.execute(
+            "DELETE FROM cti_outbox WHERE seq < ? AND (wall < ? OR seq <= ?)",
+            (last, cutoff, last - self.retain_events),
+        )
+        return cur.rowcount
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def encode_line(envelope: dict[str, Any]) -> str:
+    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
