@@ -3,6 +3,7 @@
 from collections.abc import Iterable
 
 from .events import PROTOCOL_VERSION, envelope, event_data, iso_utc, wire_name
+from .mqtt import MqttPublisher, MqttSettings
 from .outbox import Outbox, OutboxError
 from .protocol import CtiError, require_str
 from .server import Control, CtiServer, EventBus, Sink, Token
@@ -19,6 +20,8 @@ __all__ = [
     "CtiError",
     "CtiServer",
     "EventBus",
+    "MqttPublisher",
+    "MqttSettings",
     "Outbox",
     "OutboxError",
     "Sink",

@@ -22,6 +22,10 @@ CREATE TABLE IF NOT EXISTS cti_outbox (
     wall    REAL NOT NULL,         -- epoch seconds, for time-based retention
     line    TEXT NOT NULL          -- the exact JSON line sent to clients
 );
+CREATE TABLE IF NOT EXISTS cti_cursor (
+    name    TEXT PRIMARY KEY,      -- a consumer inside the server, e.g. mqtt
+    seq     INTEGER NOT NULL       -- the last seq it delivered
+);
 """
 
 
@@ -75,6 +79,21 @@ class Outbox:
             "SELECT seq, event, line FROM cti_outbox WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
         )
         return [(int(s), str(e), str(line)) for s, e, line in cur.fetchall()]
+
+    def cursor(self, name: str) -> int:
+        """Where an internal consumer left off; a new one starts at the newest event."""
+        row = self._db.execute("SELECT seq FROM cti_cursor WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row is not None else self.last_seq()
+
+    def save_cursor(self, name: str, seq: int) -> None:
+        try:
+            self._db.execute(
+                "INSERT INTO cti_cursor (name, seq) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET seq = excluded.seq",
+                (name, seq),
+            )
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot save the {name} cursor in {self.path}: {exc}") from exc
 
     def purge(self) -> int:
         """Apply retention; returns how many events were dropped. The newest event is always kept,

@@ -148,6 +148,22 @@ class Server:
             host=config.cti.host,
             port=config.cti.port,
         )
+        self.mqtt: cti_bridge.MqttPublisher | None = None
+        if config.mqtt is not None and self.bus.outbox is not None:
+            m = config.mqtt
+            self.mqtt = cti_bridge.MqttPublisher(
+                cti_bridge.MqttSettings(
+                    host=m.host,
+                    port=m.port,
+                    node=config.server.node,
+                    topic_prefix=m.topic_prefix,
+                    client_id=m.client_id,
+                    username=m.username,
+                    password=m.password,
+                ),
+                self.bus.outbox,
+            )
+            self.bus.add_sink(self.mqtt.notify)
         self.calls: dict[str, CallSession] = {}
         self._by_leg: dict[str, CallSession] = {}
         self._router_timer: asyncio.TimerHandle | None = None
@@ -165,6 +181,8 @@ class Server:
             await self.store.open()
             self.tts.start()
             await self.cti.start()
+            if self.mqtt is not None:
+                self.mqtt.start()
             self.endpoint.start()
         except Exception as exc:
             await self.stop()
@@ -191,6 +209,8 @@ class Server:
         if self._background:
             await asyncio.wait(self._background, timeout=10)
         await self.cti.stop()
+        if self.mqtt is not None:
+            await self.mqtt.stop()
         if self.bus.outbox is not None:
             self.bus.outbox.close()
         self.tts.stop()

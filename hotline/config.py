@@ -56,6 +56,16 @@ class CtiConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MqttConfig:
+    host: str = "127.0.0.1"  # broker address
+    port: int = 1883
+    topic_prefix: str = "hotline"  # topics: <prefix>/<server.node>/<event name, dots as slashes>
+    client_id: str = ""  # "" = hotline-<server.node>
+    username: str = ""
+    password: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class StorageConfig:
     database: str = "hotline.db"  # SQLite file for call records
 
@@ -114,6 +124,7 @@ class Config:
     flows: FlowsConfig = field(default_factory=FlowsConfig)
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
     acd: AcdConfig = field(default_factory=AcdConfig)
+    mqtt: MqttConfig | None = None  # no [mqtt] table: nothing MQTT runs
     base_dir: Path = Path(".")  # the config file's directory; not a TOML key
 
     def path(self, value: str) -> Path:
@@ -146,6 +157,8 @@ def _build(cls: type[Any], table: Any, where: str) -> Any:
 
 
 def _value(hint: Any, value: Any, where: str) -> Any:
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):  # X | None: a TOML value is never None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
     origin = typing.get_origin(hint)
     if dataclasses.is_dataclass(hint):
         return _build(typing.cast(type[Any], hint), value, where)
@@ -154,8 +167,6 @@ def _value(hint: Any, value: Any, where: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{where} must be a list")
         return tuple(_value(item, v, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin in (types.UnionType, typing.Union):
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
     expected = {str: str, int: int, float: (int, float), bool: bool}[hint]
     if not isinstance(value, expected) or (hint is not bool and isinstance(value, bool)):
         raise ConfigError(f"{where} must be a {hint.__name__}, not {value!r}")

@@ -133,6 +133,7 @@ class HotlineProcess:
     main_flow: str = "main"
     token: str = "test-token"
     log_level: str = "debug"
+    extra_toml: str = ""  # appended to the generated config
     sip_port: int = 0
     cti_port: int = 0
     proc: Any = None
@@ -170,7 +171,7 @@ class HotlineProcess:
             for row in rows:
                 lines.append(f"[[{table}]]")
                 lines.extend(f"{k} = {toml_value(v)}" for k, v in row.items())
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + self.extra_toml
 
     def start(self, timeout: float = 20.0) -> HotlineProcess:
         self.sip_port = self.sip_port or free_port()
