@@ -6,7 +6,7 @@ from .events import PROTOCOL_VERSION, envelope, event_data, iso_utc, wire_name
 from .mqtt import MqttPublisher, MqttSettings
 from .outbox import Outbox, OutboxError
 from .protocol import CtiError, require_str
-from .server import Control, CtiServer, EventBus, Sink, Token
+from .server import COMMAND_SCOPES, SCOPES, Control, CtiServer, EventBus, Sink, Token
 
 
 def build_cti(bus: EventBus, tokens: Iterable[Token], control: Control, *, host: str, port: int) -> CtiServer:
@@ -15,7 +15,9 @@ def build_cti(bus: EventBus, tokens: Iterable[Token], control: Control, *, host:
 
 
 __all__ = [
+    "COMMAND_SCOPES",
     "PROTOCOL_VERSION",
+    "SCOPES",
     "Control",
     "CtiError",
     "CtiServer",

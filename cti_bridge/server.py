@@ -38,6 +38,9 @@ PURGE_INTERVAL = 60.0  # seconds between outbox retention runs
 REPLAY_CHUNK = 500  # outbox rows read per step of a `since` replay
 MAX_UNWRITTEN = 100_000  # events kept in memory while the outbox cannot be written
 MAX_AUTH_FAILURES = 3  # per connection, then it is closed
+THROTTLE_FAILURES = 5  # failed auths from one address within THROTTLE_WINDOW ...
+THROTTLE_WINDOW = 60.0  # seconds ...
+THROTTLE_BLOCK = 30.0  # ... refuse every auth from it for this many seconds
 
 
 class EventBus:
@@ -120,6 +123,34 @@ class EventBus:
 class Token:
     name: str  # who holds it; logged instead of the secret
     secret: str
+    scopes: frozenset[str] = frozenset({"read"})  # read, agent, control, admin
+    agent: str | None = None  # with scope "agent": the only agent these commands may act for
+
+    def allows(self, cmd: str, args: dict[str, Any]) -> bool:
+        if "admin" in self.scopes:
+            return True
+        need = COMMAND_SCOPES.get(cmd, "control")
+        if need == "read":
+            return bool(self.scopes & {"read", "agent", "control"})
+        if need == "agent":
+            if "control" in self.scopes:
+                return True
+            return "agent" in self.scopes and self.agent is not None and args.get("agent") == self.agent
+        if need == "control":
+            return "control" in self.scopes
+        return False
+
+
+SCOPES = ("read", "agent", "control", "admin")
+#: the scope each command needs; "agent" commands also pass with control (any agent)
+COMMAND_SCOPES: dict[str, str] = {
+    "subscribe": "read",
+    "ping": "read",
+    "agent.login": "agent",
+    "agent.ready": "agent",
+    "agent.not_ready": "agent",
+    "agent.logout": "agent",
+}
 
 
 class _Client:
@@ -179,6 +210,8 @@ class CtiServer:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._purge_timer: asyncio.TimerHandle | None = None
+        self._failures: dict[str, list[float]] = {}  # address -> recent failed auth times
+        self._blocked: dict[str, float] = {}  # address -> loop time auth is refused until
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_LINE_BYTES)
@@ -270,6 +303,14 @@ class CtiServer:
                 raise CtiError(
                     "cti.auth_required", 'authenticate first: {"id": 1, "cmd": "auth", "token": "..."}'
                 )
+            if not client.token.allows(request.cmd, request.args):
+                need = COMMAND_SCOPES.get(request.cmd, "control")
+                log.warning("cti_forbidden", peer=client.peer, token_name=client.token.name, cmd=request.cmd)
+                raise CtiError(
+                    "cti.forbidden",
+                    f"token '{client.token.name}' may not run {request.cmd}: it needs scope {need}"
+                    + (" for its own agent" if need == "agent" else ""),
+                )
             if request.cmd == "subscribe":
                 await self._subscribe(client, rid, request.args)
                 return
@@ -282,7 +323,10 @@ class CtiServer:
         except CtiError as exc:
             rid = getattr(exc, "request_id", rid)
             client.send(error_reply(rid, exc.code, exc.message))
-            if exc.code == "cti.auth_failed" and client.auth_failures >= MAX_AUTH_FAILURES:
+            if (
+                exc.code in ("cti.auth_failed", "cti.auth_throttled")
+                and client.auth_failures >= MAX_AUTH_FAILURES
+            ):
                 client.close("auth_failed")
         except Exception as exc:  # a bug in one command must not take the socket down
             log.exception("cti_command_crashed", peer=client.peer)
@@ -339,12 +383,28 @@ class CtiServer:
 
     def _auth(self, client: _Client, args: dict[str, Any]) -> None:
         offered = require_str(args, "token")
+        now = asyncio.get_running_loop().time()
+        address = client.peer.rsplit(":", 1)[0]
+        blocked_until = self._blocked.get(address, 0.0)
+        if now < blocked_until:
+            raise CtiError(
+                "cti.auth_throttled",
+                f"too many failed logins from {address}; try again in {blocked_until - now:.0f} s",
+            )
         for token in self.tokens:
             if hmac.compare_digest(token.secret.encode(), offered.encode()):
                 client.token = token
-                log.info("cti_authenticated", peer=client.peer, token_name=token.name)
+                log.info(
+                    "cti_authenticated", peer=client.peer, token_name=token.name, scopes=sorted(token.scopes)
+                )
                 return
         client.auth_failures += 1
+        recent = [t for t in self._failures.get(address, []) if t > now - THROTTLE_WINDOW] + [now]
+        self._failures[address] = recent
+        if len(recent) >= THROTTLE_FAILURES:
+            self._blocked[address] = now + THROTTLE_BLOCK
+            self._failures.pop(address, None)
+            log.warning("cti_auth_throttled", address=address, seconds=THROTTLE_BLOCK)
         log.warning("cti_auth_failed", peer=client.peer, failures=client.auth_failures)
         raise CtiError("cti.auth_failed", "the token is not valid; check [cti] tokens in the server's config")
 

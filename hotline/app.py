@@ -143,7 +143,10 @@ class Server:
         )
         self.cti = cti_bridge.build_cti(
             self.bus,
-            [cti_bridge.Token(t.name, t.secret) for t in config.cti.tokens],
+            [
+                cti_bridge.Token(t.name, t.secret, frozenset(t.scopes), t.agent or None)
+                for t in config.cti.tokens
+            ],
             self._control,
             host=config.cti.host,
             port=config.cti.port,

@@ -44,6 +44,8 @@ class SipConfig:
 class TokenConfig:
     name: str  # who holds the token; logged instead of the secret
     secret: str
+    scopes: tuple[str, ...] = ("read",)  # read (subscribe), agent (own agent), control (all), admin
+    agent: str = ""  # with scope "agent": the agent id this token may act for
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +204,15 @@ def _check(config: Config, where: str) -> None:
             raise ConfigError(f"{where}: sip.transports: '{t}' is not one of udp, tcp")
     if config.server.log_format not in ("auto", "json", "console"):
         raise ConfigError(f"{where}: server.log_format must be auto, json or console")
+    for token in config.cti.tokens:
+        bad = set(token.scopes) - {"read", "agent", "control", "admin"}
+        if bad:
+            raise ConfigError(
+                f"{where}: cti token {token.name}: unknown scope(s) {sorted(bad)}; "
+                "use read, agent, control, admin"
+            )
+        if "agent" in token.scopes and not token.agent:
+            raise ConfigError(f'{where}: cti token {token.name}: scope agent needs `agent = "<agent id>"`')
     if not config.cti.tokens:
         raise ConfigError(
             f"{where}: [[cti.tokens]] is empty; the CTI socket admits no anonymous clients, add a token"

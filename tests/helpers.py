@@ -156,6 +156,7 @@ class HotlineProcess:
             "[[cti.tokens]]",
             'name = "tests"',
             f'secret = "{self.token}"',
+            'scopes = ["admin"]',
             "[storage]",
             'database = "hotline.db"',
             "[recordings]",

@@ -33,7 +33,9 @@ async def server() -> Any:
             return {"state": "available"}
         raise cti_bridge.CtiError("cti.unknown_command", f"unknown command '{cmd}'")
 
-    srv = cti_bridge.build_cti(bus, [cti_bridge.Token("t", "s3cret")], control, host="127.0.0.1", port=0)
+    srv = cti_bridge.build_cti(
+        bus, [cti_bridge.Token("t", "s3cret", frozenset({"admin"}))], control, host="127.0.0.1", port=0
+    )
     await srv.start()
     srv.calls = calls  # type: ignore[attr-defined]
     yield srv
@@ -123,3 +125,72 @@ async def test_a_client_that_vanishes_does_not_disturb_others(server: Any) -> No
         server.bus.publish(Ping(call_id="c", n=n))
     await stay.wait_for(lambda: len(stay.events) == 10, 5, "events")
     await stay.close()
+
+
+@pytest.mark.parametrize("scope", ["read", "agent", "control", "admin"])
+@pytest.mark.parametrize(
+    ("cmd", "args"),
+    [
+        ("subscribe", {"events": ["*"]}),
+        ("ping", {}),
+        ("agent.login", {"agent": "1001"}),
+        ("agent.login", {"agent": "2002"}),
+        ("agent.ready", {"agent": "1001"}),
+        ("agent.not_ready", {"agent": "2002", "reason": "x"}),
+        ("agent.logout", {"agent": "1001"}),
+        ("call.hangup", {"call_id": "c"}),  # a control command (not implemented yet: unknown, not forbidden)
+    ],
+)
+async def test_every_command_is_checked_against_the_token_scope(scope: str, cmd: str, args: dict) -> None:
+    bus = cti_bridge.EventBus()
+
+    async def control(c: str, a: dict[str, Any]) -> dict[str, Any]:
+        if c == "call.hangup":
+            raise cti_bridge.CtiError("cti.unknown_command", c)
+        return {}
+
+    token = cti_bridge.Token("t", "k", frozenset({scope}), "1001" if scope == "agent" else None)
+    srv = cti_bridge.build_cti(bus, [token], control, host="127.0.0.1", port=0)
+    await srv.start()
+    c = await CtiClient.connect(srv.port)
+    assert (await c.request("auth", token="k"))["ok"]
+    reply = await c.request(cmd, **args)
+    own = args.get("agent") == "1001"
+    allowed = {
+        "read": cmd in ("subscribe", "ping"),
+        "agent": cmd in ("subscribe", "ping") or (cmd.startswith("agent.") and own),
+        "control": True,
+        "admin": True,
+    }[scope]
+    if allowed:
+        assert reply.get("ok") or reply["error"]["code"] == "cti.unknown_command", reply
+    else:
+        assert reply["error"]["code"] == "cti.forbidden", reply
+        assert "needs scope" in reply["error"]["message"]
+    await c.close()
+    await srv.stop()
+
+
+async def test_failed_logins_are_throttled_per_address() -> None:
+    from structlog.testing import capture_logs
+
+    bus = cti_bridge.EventBus()
+    srv = cti_bridge.build_cti(
+        bus, [cti_bridge.Token("t", "right")], lambda c, a: None, host="127.0.0.1", port=0
+    )  # type: ignore[arg-type,return-value]
+    await srv.start()
+    codes = []
+    with capture_logs() as logs:
+        for _ in range(3):  # each connection is closed after 3 failures; the address is remembered
+            c = await CtiClient.connect(srv.port)
+            for _ in range(2):
+                codes.append((await c.request("auth", token="wrong"))["error"]["code"])
+            await c.close()
+        c = await CtiClient.connect(srv.port)
+        reply = await c.request("auth", token="right")  # even the right token waits out the block
+        await c.close()
+    assert codes[:5] == ["cti.auth_failed"] * 5
+    assert codes[5] == "cti.auth_throttled" and reply["error"]["code"] == "cti.auth_throttled"
+    assert "try again in" in reply["error"]["message"]
+    assert not any("wrong" in str(e) or "right" in str(e) for e in logs)  # no secret in the logs
+    await srv.stop()
