@@ -4,36 +4,59 @@ Build it with :func:`build_router`; drive it with ``handle(event, now)``,
 ``next_deadline()`` and ``on_timer(now)``.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from . import events
 from .model import (
     TRANSITIONS,
+    AcdConfigError,
     AcdError,
     AcdUsageError,
     AgentSpec,
     AgentState,
     IllegalTransition,
+    Overflow,
+    OverflowKind,
+    OverflowReason,
     QueueSpec,
+    RelaxStep,
     Trigger,
 )
-from .router import Router
+from .router import QueueCounts, Router
+from .strategies import BUILTIN_STRATEGIES, Member, Pool, Strategy, StrategyFactory
 
 
-def build_router(queues: Iterable[QueueSpec], agents: Iterable[AgentSpec]) -> Router:
-    """The one wiring point of the package."""
-    return Router(queues, agents)
+def build_router(
+    queues: Iterable[QueueSpec],
+    agents: Iterable[AgentSpec],
+    *,
+    strategies: Mapping[str, StrategyFactory] | None = None,
+) -> Router:
+    """The one wiring point of the package. ``strategies`` adds (or overrides) agent-selection
+    strategies by name, next to :data:`BUILTIN_STRATEGIES`. Raises :class:`AcdConfigError`."""
+    return Router(queues, agents, strategies)
 
 
 __all__ = [
+    "BUILTIN_STRATEGIES",
     "TRANSITIONS",
+    "AcdConfigError",
     "AcdError",
     "AcdUsageError",
     "AgentSpec",
     "AgentState",
     "IllegalTransition",
+    "Member",
+    "Overflow",
+    "OverflowKind",
+    "OverflowReason",
+    "Pool",
+    "QueueCounts",
     "QueueSpec",
+    "RelaxStep",
     "Router",
+    "Strategy",
+    "StrategyFactory",
     "Trigger",
     "build_router",
     "events",

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .model import AgentState
+from .model import AgentState, OverflowKind, OverflowReason
 
 
 # --------------------------------------------------------------------- inputs
@@ -40,8 +40,10 @@ class AgentLoggedOut:
 class CallEnqueued:
     call_id: str
     queue: str  # queue name from config
-    priority: int = 0  # higher is served first
+    priority: int = 0  # higher is served first; ages by the queue's aging_seconds
     data: Mapping[str, Any] = field(default_factory=dict)  # screen-pop data for the agent
+    preferred_agent: str | None = None  # agent id tried alone first (e.g. the last agent)
+    preferred_seconds: float = 0.0  # seconds only ``preferred_agent`` is tried; then anyone
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,7 +139,26 @@ class AgentStateChanged:
     reason: str | None  # not-ready reason code, or why the core moved the agent
 
 
-Event = CallQueued | AgentOffered | AgentOfferFailed | CallConnected | CallAbandoned | AgentStateChanged
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallOverflowed:
+    wire: ClassVar[str] = "call.overflowed"
+    call_id: str
+    queue: str  # the queue the caller left
+    reason: OverflowReason  # max_wait, no_agents or queue_full
+    kind: OverflowKind  # queue, voicemail, callback or flow_node
+    target: str  # queue name, mailbox, callback queue or flow node id
+    wait_seconds: float  # from enqueue in ``queue`` to the overflow, seconds
+
+
+Event = (
+    CallQueued
+    | AgentOffered
+    | AgentOfferFailed
+    | CallConnected
+    | CallAbandoned
+    | AgentStateChanged
+    | CallOverflowed
+)
 
 
 # -------------------------------------------------------------------- actions
@@ -161,5 +182,15 @@ class BridgeCall:
     agent_id: str
 
 
-Action = RingAgent | CancelRing | BridgeCall
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OverflowCall:
+    """Take the caller out of the ACD to ``target``. Not emitted for ``kind`` queue:
+    the core moves those callers itself (CallOverflowed, then CallQueued)."""
+
+    call_id: str
+    kind: OverflowKind  # voicemail, callback or flow_node
+    target: str  # mailbox, callback queue or flow node id
+
+
+Action = RingAgent | CancelRing | BridgeCall | OverflowCall
 Output = Event | Action

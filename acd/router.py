@@ -2,12 +2,23 @@
 
 No I/O, no clock: every method takes ``now`` (seconds, any monotonic origin).
 The adapter runs the actions and arms one timer for :meth:`Router.next_deadline`.
+
+Data structures (so a decision never scans every caller times every agent):
+
+* each queue keeps one sorted *line* per relaxation step, ordered by a key that
+  does not change while the caller waits (see :func:`_line_key`), so an agent who
+  frees up reads the head of a few lines;
+* each queue keeps one strategy *pool* per relaxation step with the available
+  agents qualified at that step, so a caller who arrives asks a few pools;
+* callers inside a preferred-agent window wait on that agent, not in a line.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+from bisect import bisect_left, insort
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,16 +26,28 @@ from typing import Any
 from . import events as ev
 from .model import (
     TRANSITIONS,
+    AcdConfigError,
     AcdUsageError,
     AgentSpec,
     AgentState,
     IllegalTransition,
+    Overflow,
+    OverflowKind,
+    OverflowReason,
     QueueSpec,
     Trigger,
+    qualifies,
+    relaxed_requirements,
+    skill_levels,
 )
+from .strategies import BUILTIN_STRATEGIES, Member, Pool, Strategy, StrategyFactory
+
+_NOWHERE, _LINE, _PREFERRED = 0, 1, 2  # where a caller's entry sits (Entry.place)
+
+LineItem = tuple[float, int, "Entry"]  # (key, arrival order, entry)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Agent:
     spec: AgentSpec
     contact: str
@@ -34,9 +57,44 @@ class Agent:
     consecutive_failures: int = 0  # failed offers in a row
     call_id: str | None = None  # the call offered to or talking with this agent
     reason: str | None = None  # not-ready reason
+    token: int = 0  # bumped on every state change; strategy pools use it to drop stale agents
+    calls: int = 0  # calls answered since start
+    indexed: bool = False  # memberships computed
+    memberships: list[tuple[QueueLine, Member]] = field(default_factory=list)
+    tiers: list[list[tuple[QueueLine, Member]]] = field(default_factory=list)  # by priority, best first
+    member_of: dict[str, Member] = field(default_factory=dict)  # queue name -> membership
+    preferred: dict[str, Entry] = field(default_factory=dict)  # callers waiting for this agent alone
 
 
 @dataclass(slots=True)
+class QueueCounts:
+    """Per-queue tallies since start. offered = answered + abandoned + overflowed + waiting."""
+
+    offered: int = 0  # callers who entered the queue (including overflow arrivals)
+    answered: int = 0  # connected to an agent
+    abandoned: int = 0  # hung up before an agent answered
+    overflowed: int = 0  # sent elsewhere (max wait, no agents, queue full)
+    waiting: int = 0  # in the queue now, waiting or ringing
+
+
+@dataclass(slots=True, eq=False)
+class QueueLine:
+    """A queue's run-time structures."""
+
+    spec: QueueSpec
+    requirements: list[dict[str, int]]  # per relaxation step 0..K
+    step_after: list[float]  # seconds of waiting at which step 1..K applies
+    strategy: Strategy
+    pools: list[Pool]  # per step: available agents qualified at that step
+    lines: list[list[LineItem]]  # per step: waiting callers, sorted
+    preferred: list[LineItem] = field(default_factory=list)  # callers in a preferred window, sorted
+    held: dict[str, Entry] = field(default_factory=dict)  # waiting or ringing, not connected
+    members: int = 0  # agents who can serve the queue at its most relaxed step
+    logged_in: int = 0  # of those, logged in
+    counts: QueueCounts = field(default_factory=QueueCounts)
+
+
+@dataclass(slots=True, eq=False)
 class Entry:
     """A caller waiting in (or being served from) a queue."""
 
@@ -46,23 +104,146 @@ class Entry:
     enqueued_at: float  # seconds
     order: int  # tie-breaker: arrival order
     data: Mapping[str, Any]
-    agent_id: str | None = None  # agent being rung, or talking
+    line: QueueLine
+    key: float = 0.0  # line order; lower first (see _line_key)
+    step: int = 0  # relaxation steps applied
+    place: int = _NOWHERE
+    ringing: list[str] = field(default_factory=list)  # agents being rung now
+    agent_id: str | None = None  # the agent talking
     connected: bool = False
     attempts: int = 0  # agents rung so far
     failed_at: dict[str, float] = field(default_factory=dict)  # agent id -> last failure time
+    preferred: str | None = None  # agent id, while the preferred-agent window runs
+    overdue: bool = False  # max wait passed while ringing: overflow if the ring fails
+
+
+def _line_key(queue: QueueSpec, priority: int, enqueued_at: float) -> float:
+    """Effective priority is ``priority + wait / aging_seconds``. For two callers of
+    one queue the difference does not change with time, so the line can be ordered
+    once by ``enqueued_at - priority * aging_seconds`` (lower first). Without aging
+    it is ``-priority`` (and arrival order breaks ties)."""
+    if queue.aging_seconds > 0:
+        return enqueued_at - priority * queue.aging_seconds
+    return float(-priority)
+
+
+def _effective(entry: Entry, now: float) -> float:
+    aging = entry.queue.aging_seconds
+    return entry.priority + ((now - entry.enqueued_at) / aging if aging > 0 else 0.0)
 
 
 class Router:
-    """Skill-based ACD: longest-idle available agent with all the queue's skills."""
+    """Skill-based ACD with per-queue strategies, priority aging, relaxation and overflow."""
 
-    def __init__(self, queues: Iterable[QueueSpec], agents: Iterable[AgentSpec]) -> None:
+    def __init__(
+        self,
+        queues: Iterable[QueueSpec],
+        agents: Iterable[AgentSpec],
+        strategies: Mapping[str, StrategyFactory] | None = None,
+    ) -> None:
         self.queues = {q.name: q for q in queues}
+        self._strategies = {**BUILTIN_STRATEGIES, **(strategies or {})}
+        self._lines = {name: self._build_line(q) for name, q in self.queues.items()}
+        self._check_overflow_graph()
         self.agents = {a.id: Agent(spec=a, contact=a.contact) for a in agents}
+        for agent in self.agents.values():
+            self._index(agent)
         self._entries: dict[str, Entry] = {}
         self._order = itertools.count()
-        # timers: (deadline, key); a key is ("ring", call_id) / ("wrap", agent_id) / ("retry", "")
+        # timers: key -> deadline; a key is (kind, call or agent id)
         self._timers: dict[tuple[str, str], float] = {}
         self._heap: list[tuple[float, tuple[str, str]]] = []
+        self._dirty_agents: deque[Agent] = deque()  # became available: look for a caller
+        self._dirty_entries: deque[Entry] = deque()  # became routable: look for an agent
+
+    # ------------------------------------------------------------------ config
+    def _build_line(self, q: QueueSpec) -> QueueLine:
+        factory = self._strategies.get(q.strategy)
+        if factory is None:
+            known = ", ".join(sorted(self._strategies))
+            raise AcdConfigError(
+                f"queue {q.name!r}: no strategy {q.strategy!r} (known: {known})", code="acd.unknown_strategy"
+            )
+        for when, target in ((q.max_wait, q.on_max_wait), (q.max_waiting, q.on_full)):
+            if when is not None and target is None:
+                raise AcdConfigError(
+                    f"queue {q.name!r}: max_wait/max_waiting needs an overflow target (on_max_wait/on_full)"
+                )
+        if q.aging_seconds < 0:
+            raise AcdConfigError(f"queue {q.name!r}: aging_seconds must be >= 0")
+        reqs = relaxed_requirements(q)
+        strategy = factory(q)
+        steps = len(reqs)
+        return QueueLine(
+            spec=q,
+            requirements=reqs,
+            step_after=sorted(s.after for s in q.relax),
+            strategy=strategy,
+            pools=[strategy.pool([]) for _ in range(steps)],
+            lines=[[] for _ in range(steps)],
+        )
+
+    def _check_overflow_graph(self) -> None:
+        edges: dict[str, set[str]] = {}
+        for q in self.queues.values():
+            for target in (q.on_max_wait, q.on_full, q.on_no_agents):
+                if target is None or target.kind is not OverflowKind.QUEUE:
+                    continue
+                if target.target not in self.queues:
+                    raise AcdConfigError(
+                        f"queue {q.name!r} overflows to unknown queue {target.target!r}",
+                        code="acd.unknown_queue",
+                    )
+                edges.setdefault(q.name, set()).add(target.target)
+
+        def visit(name: str, path: list[str]) -> None:
+            if name in path:
+                cycle = " -> ".join([*path[path.index(name) :], name])
+                raise AcdConfigError(f"queue overflow loops: {cycle}", code="acd.overflow_cycle")
+            for nxt in sorted(edges.get(name, ())):
+                visit(nxt, [*path, name])
+
+        for name in edges:
+            visit(name, [])
+
+    def _index(self, agent: Agent) -> None:
+        """Work out which queues ``agent`` serves, at which priority and from which step."""
+        agent.indexed = True
+        spec = agent.spec
+        levels = skill_levels(spec.skills, default=5)
+        wanted = spec.queues
+        if wanted is not None:
+            for name in wanted:
+                if name not in self._lines:
+                    raise AcdConfigError(
+                        f"agent {spec.id!r} lists unknown queue {name!r}", code="acd.unknown_queue"
+                    )
+        for name, line in self._lines.items():
+            if wanted is not None and name not in wanted:
+                continue
+            first = next((k for k, req in enumerate(line.requirements) if qualifies(levels, req)), None)
+            if first is None:
+                if wanted is not None:
+                    raise AcdConfigError(
+                        f"agent {spec.id!r} lists queue {name!r} but lacks its skills even fully relaxed",
+                        code="acd.agent_lacks_skills",
+                    )
+                continue
+            member = Member(
+                agent=agent,
+                agent_id=spec.id,
+                index=line.members,
+                priority=wanted[name] if wanted is not None else 0,
+                proficiency=sum(levels.get(s, 0) for s in line.requirements[0]),
+                first_step=first,
+            )
+            line.members += 1
+            agent.memberships.append((line, member))
+            agent.member_of[name] = member
+        by_priority: dict[int, list[tuple[QueueLine, Member]]] = {}
+        for line, member in agent.memberships:
+            by_priority.setdefault(member.priority, []).append((line, member))
+        agent.tiers = [by_priority[p] for p in sorted(by_priority, reverse=True)]
 
     # ----------------------------------------------------------------- queries
     def agent_state(self, agent_id: str) -> AgentState:
@@ -70,16 +251,32 @@ class Router:
 
     def waiting(self, queue: str) -> list[str]:
         """Call ids waiting in ``queue`` (not yet with an agent), first in line first."""
-        return [e.call_id for e in self._line() if e.queue.name == queue]
+        line = self._lines[queue]
+        items = sorted(itertools.chain(line.preferred, *line.lines), key=lambda i: (i[0], i[1]))
+        return [item[2].call_id for item in items]
 
     def position(self, call_id: str) -> int | None:
+        """1 = next in line; None if the call is ringing an agent, connected or unknown."""
         entry = self._entries.get(call_id)
-        if entry is None or entry.agent_id is not None:
+        if entry is None or entry.place == _NOWHERE:
             return None
-        return self.waiting(entry.queue.name).index(call_id) + 1
+        probe = (entry.key, entry.order)
+        line = entry.line
+        return 1 + sum(bisect_left(items, probe) for items in (line.preferred, *line.lines))
 
     def has_call(self, call_id: str) -> bool:
         return call_id in self._entries
+
+    def counts(self, queue: str) -> QueueCounts:
+        """A copy of ``queue``'s tallies (see :class:`QueueCounts`)."""
+        line = self._lines[queue]
+        c = line.counts
+        return QueueCounts(c.offered, c.answered, c.abandoned, c.overflowed, len(line.held))
+
+    def ringing(self, call_id: str) -> list[str]:
+        """Agent ids being rung for ``call_id`` now (several with ring_all)."""
+        entry = self._entries.get(call_id)
+        return list(entry.ringing) if entry is not None else []
 
     # ------------------------------------------------------------------ timers
     def next_deadline(self) -> float | None:
@@ -96,13 +293,30 @@ class Router:
             _, key = heapq.heappop(self._heap)
             del self._timers[key]
             kind, ident = key
-            if kind == "ring":
-                entry = self._entries[ident]
-                assert entry.agent_id is not None
-                out.append(ev.CancelRing(call_id=ident, agent_id=entry.agent_id))
-                self._ring_failed(entry, "no_answer", now, out)
-            elif kind == "wrap":
+            if kind == "wrap":
                 self._transition(self.agents[ident], Trigger.WRAP_UP_DONE, now, None, out)
+                continue
+            entry = self._entries[ident]
+            if kind == "ring":
+                for aid in list(entry.ringing):
+                    out.append(ev.CancelRing(call_id=ident, agent_id=aid))
+                    self._ring_failed(entry, aid, "no_answer", now, out)
+            elif kind == "relax":
+                self._relax(entry)
+            elif kind == "pref":
+                self._end_preference(entry)
+            elif kind == "retry":
+                self._dirty_entries.append(entry)
+                later = [t + entry.queue.retry_delay for t in entry.failed_at.values()]
+                upcoming = [t for t in later if t > now]
+                if upcoming:
+                    self._arm(("retry", ident), min(upcoming))
+            elif kind == "maxwait":
+                if entry.place != _NOWHERE:
+                    assert entry.queue.on_max_wait is not None
+                    self._overflow(entry, OverflowReason.MAX_WAIT, entry.queue.on_max_wait, now, out)
+                else:
+                    entry.overdue = True  # ringing: overflow if nobody answers
         self._route(now, out)
         return out
 
@@ -113,6 +327,10 @@ class Router:
     def _disarm(self, key: tuple[str, str]) -> None:
         self._timers.pop(key, None)
 
+    def _disarm_call(self, call_id: str) -> None:
+        for kind in ("ring", "relax", "pref", "retry", "maxwait"):
+            self._timers.pop((kind, call_id), None)
+
     # ------------------------------------------------------------------ events
     def handle(self, event: ev.Input, now: float) -> list[ev.Output]:
         """Apply one input. Raises :class:`AcdUsageError` (state unchanged) if illegal."""
@@ -122,6 +340,8 @@ class Router:
                 agent = self._agent(aid)
                 self._transition(agent, Trigger.LOGIN, now, "login", out)
                 agent.contact = contact or agent.spec.contact
+                for line, _ in agent.memberships:
+                    line.logged_in += 1
             case ev.AgentBecameReady(agent_id=aid):
                 agent = self._agent(aid)
                 self._transition(agent, Trigger.READY, now, None, out)
@@ -135,28 +355,14 @@ class Router:
                 agent = self._agent(aid)
                 self._transition(agent, Trigger.LOGOUT, now, "logout", out)
                 self._disarm(("wrap", aid))
+                self._logged_out(agent, now, out)
             case ev.CallEnqueued():
                 self._enqueue(event, now, out)
             case ev.AgentAnswered(call_id=cid, agent_id=aid):
-                entry = self._offered_entry(cid, aid)
-                self._disarm(("ring", cid))
-                agent = self.agents[aid]
-                self._transition(agent, Trigger.ANSWER, now, None, out)
-                agent.consecutive_failures = 0
-                entry.connected = True
-                out.append(ev.BridgeCall(call_id=cid, agent_id=aid))
-                out.append(
-                    ev.CallConnected(
-                        call_id=cid,
-                        agent_id=aid,
-                        queue=entry.queue.name,
-                        wait_seconds=now - entry.enqueued_at,
-                    )
-                )
+                self._answered(self._offered_entry(cid, aid), self.agents[aid], now, out)
             case ev.AgentRingFailed(call_id=cid, agent_id=aid, cause=cause):
                 entry = self._offered_entry(cid, aid)
-                self._disarm(("ring", cid))
-                self._ring_failed(entry, cause, now, out)
+                self._ring_failed(entry, aid, cause, now, out)
             case ev.CallerHungUp(call_id=cid):
                 self._caller_gone(cid, now, out)
             case ev.AgentHungUp(call_id=cid, agent_id=aid):
@@ -172,13 +378,16 @@ class Router:
     # --------------------------------------------------------------- internals
     def _agent(self, agent_id: str) -> Agent:
         try:
-            return self.agents[agent_id]
+            agent = self.agents[agent_id]
         except KeyError:
             raise AcdUsageError(f"no agent {agent_id!r} is configured", code="acd.unknown_agent") from None
+        if not agent.indexed:  # added to ``agents`` after construction
+            self._index(agent)
+        return agent
 
     def _offered_entry(self, call_id: str, agent_id: str) -> Entry:
         entry = self._entries.get(call_id)
-        if entry is None or entry.agent_id != agent_id or entry.connected:
+        if entry is None or agent_id not in entry.ringing:
             raise AcdUsageError(
                 f"call {call_id} is not being offered to agent {agent_id}",
                 code="acd.not_offered",
@@ -195,43 +404,177 @@ class Router:
             )
         previous = agent.state
         agent.state, agent.since = target, now
+        agent.token += 1
         agent.reason = reason if target is AgentState.NOT_READY else None
-        if target is AgentState.AVAILABLE:
-            agent.idle_since = now
         if target in (AgentState.AVAILABLE, AgentState.NOT_READY, AgentState.LOGGED_OUT):
             agent.call_id = None
         out.append(ev.AgentStateChanged(agent_id=agent.spec.id, from_=previous, to=target, reason=reason))
+        if target is AgentState.AVAILABLE:
+            agent.idle_since = now
+            self._dirty_agents.append(agent)  # _route pools it unless it takes a caller at once
 
+    # -- where a waiting caller sits
+    def _place(self, entry: Entry) -> None:
+        item = (entry.key, entry.order, entry)
+        if entry.preferred is not None:
+            entry.place = _PREFERRED
+            insort(entry.line.preferred, item)
+            self.agents[entry.preferred].preferred[entry.call_id] = entry
+        else:
+            entry.place = _LINE
+            insort(entry.line.lines[entry.step], item)
+
+    def _unplace(self, entry: Entry) -> None:
+        if entry.place == _NOWHERE:
+            return
+        if entry.place == _PREFERRED:
+            items = entry.line.preferred
+            assert entry.preferred is not None
+            del self.agents[entry.preferred].preferred[entry.call_id]
+        else:
+            items = entry.line.lines[entry.step]
+        i = bisect_left(items, (entry.key, entry.order))
+        assert items[i][2] is entry
+        del items[i]
+        entry.place = _NOWHERE
+
+    def _relax(self, entry: Entry) -> None:
+        placed = entry.place == _LINE
+        if placed:
+            self._unplace(entry)
+        entry.step += 1
+        if placed:
+            self._place(entry)  # same key: the caller keeps their place
+        line = entry.line
+        if entry.step < len(line.step_after):
+            self._arm(("relax", entry.call_id), entry.enqueued_at + line.step_after[entry.step])
+        self._dirty_entries.append(entry)
+
+    def _end_preference(self, entry: Entry) -> None:
+        self._disarm(("pref", entry.call_id))
+        placed = entry.place == _PREFERRED
+        if placed:
+            self._unplace(entry)
+        entry.preferred = None
+        if placed:
+            self._place(entry)
+            self._dirty_entries.append(entry)
+
+    # -- arrivals and departures
     def _enqueue(self, event: ev.CallEnqueued, now: float, out: list[ev.Output]) -> None:
         queue = self.queues.get(event.queue)
         if queue is None:
             raise AcdUsageError(f"no queue {event.queue!r} is configured", code="acd.unknown_queue")
         if event.call_id in self._entries:
             raise AcdUsageError(f"call {event.call_id} is already queued", code="acd.duplicate_call")
+        self._admit(
+            event.call_id, queue, event.priority, dict(event.data), now, out,
+            preferred=event.preferred_agent, preferred_seconds=event.preferred_seconds,
+        )  # fmt: skip
+
+    def _admit(
+        self,
+        call_id: str,
+        queue: QueueSpec,
+        priority: int,
+        data: Mapping[str, Any],
+        now: float,
+        out: list[ev.Output],
+        *,
+        preferred: str | None = None,
+        preferred_seconds: float = 0.0,
+    ) -> None:
+        line = self._lines[queue.name]
         entry = Entry(
-            call_id=event.call_id,
+            call_id=call_id,
             queue=queue,
-            priority=event.priority,
+            priority=priority,
             enqueued_at=now,
             order=next(self._order),
-            data=dict(event.data),
+            data=data,
+            line=line,
+            key=_line_key(queue, priority, now),
         )
-        self._entries[event.call_id] = entry
-        position = self.waiting(queue.name).index(event.call_id) + 1
+        full = queue.max_waiting is not None and len(line.held) >= queue.max_waiting
+        self._entries[call_id] = entry
+        line.held[call_id] = entry
+        line.counts.offered += 1
+        if preferred is not None and preferred_seconds > 0:
+            agent = self.agents.get(preferred)
+            if agent is not None and not agent.indexed:
+                self._index(agent)
+            if (
+                agent is not None
+                and queue.name in agent.member_of
+                and agent.state is not AgentState.LOGGED_OUT
+            ):
+                entry.preferred = preferred
+                self._arm(("pref", call_id), now + preferred_seconds)
+        self._place(entry)
         out.append(
-            ev.CallQueued(call_id=event.call_id, queue=queue.name, priority=event.priority, position=position)
+            ev.CallQueued(
+                call_id=call_id, queue=queue.name, priority=priority, position=self.position(call_id) or 1
+            )
         )
+        if full and queue.on_full is not None:
+            self._overflow(entry, OverflowReason.QUEUE_FULL, queue.on_full, now, out)
+            return
+        if line.logged_in == 0 and queue.on_no_agents is not None:
+            self._overflow(entry, OverflowReason.NO_AGENTS, queue.on_no_agents, now, out)
+            return
+        if line.step_after:
+            self._arm(("relax", call_id), now + line.step_after[0])
+        if queue.max_wait is not None:
+            self._arm(("maxwait", call_id), now + queue.max_wait)
+        self._dirty_entries.append(entry)
 
-    def _ring_failed(self, entry: Entry, cause: str, now: float, out: list[ev.Output]) -> None:
-        assert entry.agent_id is not None
-        agent = self.agents[entry.agent_id]
+    def _leave(self, entry: Entry) -> None:
+        """Take a not-yet-connected caller out of its queue's structures and timers."""
+        self._unplace(entry)
+        self._disarm_call(entry.call_id)
+        del entry.line.held[entry.call_id]
+        del self._entries[entry.call_id]
+
+    def _overflow(
+        self, entry: Entry, reason: OverflowReason, target: Overflow, now: float, out: list[ev.Output]
+    ) -> None:
+        self._leave(entry)
+        entry.line.counts.overflowed += 1
+        out.append(
+            ev.CallOverflowed(
+                call_id=entry.call_id,
+                queue=entry.queue.name,
+                reason=reason,
+                kind=target.kind,
+                target=target.target,
+                wait_seconds=now - entry.enqueued_at,
+            )
+        )
+        if target.kind is OverflowKind.QUEUE:
+            self._admit(entry.call_id, self.queues[target.target], entry.priority, entry.data, now, out)
+        else:
+            out.append(ev.OverflowCall(call_id=entry.call_id, kind=target.kind, target=target.target))
+
+    def _logged_out(self, agent: Agent, now: float, out: list[ev.Output]) -> None:
+        for entry in list(agent.preferred.values()):
+            self._end_preference(entry)  # they cannot come back without logging in: anyone now
+        for line, _ in agent.memberships:
+            line.logged_in -= 1
+            target = line.spec.on_no_agents
+            if line.logged_in == 0 and target is not None:
+                waiting = sorted(line.held.values(), key=lambda e: (e.key, e.order))
+                for entry in waiting:
+                    self._overflow(entry, OverflowReason.NO_AGENTS, target, now, out)
+
+    def _ring_failed(self, entry: Entry, agent_id: str, cause: str, now: float, out: list[ev.Output]) -> None:
+        agent = self.agents[agent_id]
+        entry.ringing.remove(agent_id)
         agent.consecutive_failures += 1
-        entry.failed_at[agent.spec.id] = now
-        entry.agent_id = None
+        entry.failed_at[agent_id] = now
         out.append(
             ev.AgentOfferFailed(
                 call_id=entry.call_id,
-                agent_id=agent.spec.id,
+                agent_id=agent_id,
                 cause=cause,
                 consecutive=agent.consecutive_failures,
             )
@@ -240,6 +583,48 @@ class Router:
             self._transition(agent, Trigger.RING_FAILED_LIMIT, now, "no_answer", out)
         else:
             self._transition(agent, Trigger.RING_FAILED, now, cause, out)
+        if entry.preferred == agent_id:
+            entry.preferred = None  # the preferred agent was tried: anyone now
+            self._disarm(("pref", entry.call_id))
+        if entry.ringing:
+            return  # ring-all: others still ring
+        self._disarm(("ring", entry.call_id))
+        if entry.overdue:
+            assert entry.queue.on_max_wait is not None
+            self._overflow(entry, OverflowReason.MAX_WAIT, entry.queue.on_max_wait, now, out)
+            return
+        self._place(entry)
+        self._dirty_entries.append(entry)
+        due = now + entry.queue.retry_delay
+        current = self._timers.get(("retry", entry.call_id))
+        if current is None or current > due:
+            self._arm(("retry", entry.call_id), due)
+
+    def _answered(self, entry: Entry, agent: Agent, now: float, out: list[ev.Output]) -> None:
+        self._disarm_call(entry.call_id)
+        self._transition(agent, Trigger.ANSWER, now, None, out)
+        agent.consecutive_failures = 0
+        agent.calls += 1
+        for other in entry.ringing:
+            if other != agent.spec.id:
+                out.append(ev.CancelRing(call_id=entry.call_id, agent_id=other))
+                self._transition(
+                    self.agents[other], Trigger.ANSWERED_ELSEWHERE, now, "answered_elsewhere", out
+                )
+        entry.ringing = []
+        entry.agent_id = agent.spec.id
+        entry.connected = True
+        del entry.line.held[entry.call_id]
+        entry.line.counts.answered += 1
+        out.append(ev.BridgeCall(call_id=entry.call_id, agent_id=agent.spec.id))
+        out.append(
+            ev.CallConnected(
+                call_id=entry.call_id,
+                agent_id=agent.spec.id,
+                queue=entry.queue.name,
+                wait_seconds=now - entry.enqueued_at,
+            )
+        )
 
     def _caller_gone(self, call_id: str, now: float, out: list[ev.Output]) -> None:
         entry = self._entries.get(call_id)
@@ -248,11 +633,12 @@ class Router:
         if entry.connected:
             self._end_talk(entry, now, out)
             return
-        del self._entries[call_id]
-        if entry.agent_id is not None:
-            self._disarm(("ring", call_id))
-            out.append(ev.CancelRing(call_id=call_id, agent_id=entry.agent_id))
-            self._transition(self.agents[entry.agent_id], Trigger.CALLER_GONE, now, "caller_gone", out)
+        self._leave(entry)
+        for aid in entry.ringing:
+            out.append(ev.CancelRing(call_id=call_id, agent_id=aid))
+            self._transition(self.agents[aid], Trigger.CALLER_GONE, now, "caller_gone", out)
+        entry.ringing = []
+        entry.line.counts.abandoned += 1
         out.append(
             ev.CallAbandoned(call_id=call_id, queue=entry.queue.name, wait_seconds=now - entry.enqueued_at)
         )
@@ -262,60 +648,129 @@ class Router:
         del self._entries[entry.call_id]
         agent = self.agents[entry.agent_id]
         self._transition(agent, Trigger.HANGUP, now, None, out)
-        if entry.queue.wrap_up <= 0:
+        wrap_up = agent.spec.wrap_up if agent.spec.wrap_up is not None else entry.queue.wrap_up
+        if wrap_up <= 0:
             self._transition(agent, Trigger.WRAP_UP_DONE, now, None, out)
         else:
-            self._arm(("wrap", agent.spec.id), now + entry.queue.wrap_up)
+            self._arm(("wrap", agent.spec.id), now + wrap_up)
 
-    def _line(self) -> list[Entry]:
-        waiting = [e for e in self._entries.values() if e.agent_id is None and not e.connected]
-        waiting.sort(key=lambda e: (-e.priority, e.order))
-        return waiting
-
+    # -- routing
     def _route(self, now: float, out: list[ev.Output]) -> None:
-        """Offer waiting callers, first in line first, to the longest-idle eligible agent."""
-        available = [a for a in self.agents.values() if a.state is AgentState.AVAILABLE]
-        if not available:
-            return
-        retry_at: float | None = None
-        for entry in self._line():
-            best: Agent | None = None
-            for agent in available:
+        """Match what changed: agents who became available pick a caller; callers who
+        became routable pick an agent. Nothing else can have become matchable."""
+        agents, entries = self._dirty_agents, self._dirty_entries
+        while agents or entries:
+            if agents:
+                agent = agents.popleft()
                 if agent.state is not AgentState.AVAILABLE:
                     continue
-                if not all(s in agent.spec.skills for s in entry.queue.skills):
+                entry = self._best_caller(agent, now)
+                if entry is None:  # idle: now callers who arrive can find it
+                    for line, member in agent.memberships:
+                        for pool in line.pools[member.first_step :]:
+                            pool.add(member)
                     continue
-                failed = entry.failed_at.get(agent.spec.id)
-                if failed is not None and failed + entry.queue.retry_delay > now:
-                    due = failed + entry.queue.retry_delay
-                    retry_at = due if retry_at is None else min(retry_at, due)
-                    continue
-                if best is None or agent.idle_since < best.idle_since:
-                    best = agent
-            if best is not None:
-                self._offer(entry, best, now, out)
-        if retry_at is not None:
-            self._arm(("retry", ""), retry_at)
+                # the caller's strategy picks among every agent free for it, this one included
+                if entry.place == _LINE:
+                    entry.line.pools[entry.step].add(agent.member_of[entry.queue.name])
+                if self._serve(entry, now, out) and agent.state is AgentState.AVAILABLE:
+                    agents.append(agent)  # another agent got that caller: look again
+            else:
+                entry = entries.popleft()
+                if entry.place != _NOWHERE and entry.call_id in self._entries:
+                    self._serve(entry, now, out)
 
-    def _offer(self, entry: Entry, agent: Agent, now: float, out: list[ev.Output]) -> None:
-        self._transition(agent, Trigger.OFFER, now, None, out)
-        agent.call_id = entry.call_id
-        entry.agent_id = agent.spec.id
-        entry.attempts += 1
+    def _excluded(self, entry: Entry, agent_id: str, now: float) -> bool:
+        """The agent failed this caller less than ``retry_delay`` seconds ago."""
+        failed = entry.failed_at.get(agent_id)
+        return failed is not None and failed + entry.queue.retry_delay > now
+
+    def _serve(self, entry: Entry, now: float, out: list[ev.Output]) -> bool:
+        """Offer ``entry`` to the agent(s) its strategy picks; False if nobody is free."""
+
+        def ok(member: Member) -> bool:
+            return not (entry.failed_at and self._excluded(entry, member.agent_id, now))
+
+        line = entry.line
+        if entry.place == _PREFERRED:
+            assert entry.preferred is not None
+            agent = self.agents[entry.preferred]
+            member = agent.member_of[line.spec.name]
+            if agent.state is not AgentState.AVAILABLE or not ok(member):
+                return False
+            chosen = [member]
+        else:
+            pool = line.pools[entry.step]
+            if line.strategy.ring_all:
+                chosen = pool.everyone(ok)
+            else:
+                one = pool.pick(ok)
+                chosen = [one] if one is not None else []
+            if not chosen:
+                return False
+            pool.chosen(chosen[0])
+        self._offer(entry, chosen, now, out)
+        return True
+
+    def _best_caller(self, agent: Agent, now: float) -> Entry | None:
+        """The caller ``agent`` should take: callers waiting for this agent alone first;
+        then, by the agent's queue priority (tiers), the caller with the highest effective
+        priority, then the longest wait."""
+        aid = agent.spec.id
+        best: Entry | None = None
+        best_rank: tuple[float, float, int] | None = None
+        for entry in agent.preferred.values():
+            if not self._excluded(entry, aid, now):
+                rank = (-_effective(entry, now), entry.enqueued_at, entry.order)
+                if best_rank is None or rank < best_rank:
+                    best, best_rank = entry, rank
+        if best is not None:
+            return best
+        for tier in agent.tiers:
+            for line, member in tier:
+                head = self._head(line, member, aid, now)
+                if head is not None:
+                    rank = (-_effective(head, now), head.enqueued_at, head.order)
+                    if best_rank is None or rank < best_rank:
+                        best, best_rank = head, rank
+            if best is not None:
+                return best
+        return None
+
+    def _head(self, line: QueueLine, member: Member, agent_id: str, now: float) -> Entry | None:
+        """First caller of ``line`` this member may take, across the steps it qualifies at."""
+        best: LineItem | None = None
+        for items in line.lines[member.first_step :]:
+            for item in items:
+                if item[2].failed_at and self._excluded(item[2], agent_id, now):
+                    continue
+                if best is None or (item[0], item[1]) < (best[0], best[1]):
+                    best = item
+                break
+        return best[2] if best is not None else None
+
+    def _offer(self, entry: Entry, members: list[Member], now: float, out: list[ev.Output]) -> None:
+        self._unplace(entry)
         timeout = entry.queue.ring_timeout
+        for member in members:
+            agent = self.agents[member.agent_id]
+            self._transition(agent, Trigger.OFFER, now, None, out)
+            agent.call_id = entry.call_id
+            entry.ringing.append(member.agent_id)
+            entry.attempts += 1
+            out.append(
+                ev.AgentOffered(
+                    call_id=entry.call_id,
+                    agent_id=member.agent_id,
+                    queue=entry.queue.name,
+                    contact=agent.contact,
+                    attempt=entry.attempts,
+                    data=entry.data,
+                )
+            )
+            out.append(
+                ev.RingAgent(
+                    call_id=entry.call_id, agent_id=member.agent_id, contact=agent.contact, timeout=timeout
+                )
+            )
         self._arm(("ring", entry.call_id), now + timeout)
-        out.append(
-            ev.AgentOffered(
-                call_id=entry.call_id,
-                agent_id=agent.spec.id,
-                queue=entry.queue.name,
-                contact=agent.contact,
-                attempt=entry.attempts,
-                data=entry.data,
-            )
-        )
-        out.append(
-            ev.RingAgent(
-                call_id=entry.call_id, agent_id=agent.spec.id, contact=agent.contact, timeout=timeout
-            )
-        )
