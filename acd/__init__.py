@@ -6,7 +6,7 @@ Build it with :func:`build_router`; drive it with ``handle(event, now)``,
 
 from collections.abc import Iterable, Mapping
 
-from . import events
+from . import erlang, events, simulator, stats
 from .model import (
     TRANSITIONS,
     AcdConfigError,
@@ -23,6 +23,7 @@ from .model import (
     Trigger,
 )
 from .router import QueueCounts, Router
+from .stats import AgentIntervalRow, IntervalRow, Statistics, StatsConfig, build_statistics
 from .strategies import BUILTIN_STRATEGIES, Member, Pool, Strategy, StrategyFactory
 
 
@@ -43,9 +44,11 @@ __all__ = [
     "AcdConfigError",
     "AcdError",
     "AcdUsageError",
+    "AgentIntervalRow",
     "AgentSpec",
     "AgentState",
     "IllegalTransition",
+    "IntervalRow",
     "Member",
     "Overflow",
     "OverflowKind",
@@ -55,9 +58,15 @@ __all__ = [
     "QueueSpec",
     "RelaxStep",
     "Router",
+    "Statistics",
+    "StatsConfig",
     "Strategy",
     "StrategyFactory",
     "Trigger",
     "build_router",
+    "build_statistics",
+    "erlang",
     "events",
+    "simulator",
+    "stats",
 ]

@@ -45,25 +45,64 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    """Validate flows as one set (subflows resolve across files); exit 1 on any error."""
     import ivr
 
-    queues = None
+    queues = skills = prompts = None
     if args.config is not None:
-        config = load_config(args.config)
+        from .app import known_skills, prompt_ids
+
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            print(f"hotline: {exc}", file=sys.stderr)
+            return 2
         queues = [q.name for q in config.acd.queues]
+        skills = known_skills(config)
+        prompts = prompt_ids([config.path(d) for d in config.prompts.directories])
     files: list[Path] = []
     for p in map(Path, args.paths):
         files.extend(sorted(p.glob("*.yaml")) if p.is_dir() else [p])
-    bad = 0
+    sources: dict[str, str] = {}
+    errors = 0
     for f in files:
         try:
-            ivr.load_flow(f, known_queues=queues)
+            sources[str(f)] = f.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"{f}:1:1: flow.unreadable: cannot read the flow: {exc}")
+            errors += 1
+    _flows, diagnostics = ivr.compile_flow_set(
+        sources, known_queues=queues, known_skills=skills, known_prompts=prompts
+    )
+    for d in diagnostics:
+        print(d)
+    errors += sum(1 for d in diagnostics if d.severity == "error")
+    for f in sources:
+        if not any(d.loc.file == f and d.severity == "error" for d in diagnostics):
             print(f"{f}: ok")
-        except ivr.FlowInvalid as exc:
-            bad += 1
-            for d in exc.diagnostics:
-                print(d)
-    return 1 if bad else 0
+    return 1 if errors else 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    import json
+
+    import ivr
+
+    print(json.dumps(ivr.json_schema(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _diagram(args: argparse.Namespace) -> int:
+    import ivr
+
+    try:
+        flows = ivr.load_flow_set([args.flow])
+    except ivr.FlowInvalid as exc:
+        for d in exc.diagnostics:
+            print(d, file=sys.stderr)
+        return 1
+    print(ivr.mermaid(next(iter(flows.values()))))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,10 +111,21 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run the server")
     run.add_argument("--config", default="config.toml", help="config file (default: ./config.toml)")
     run.set_defaults(func=_run)
-    val = sub.add_parser("validate", help="check flow files; exit 1 if any is invalid")
+    val = sub.add_parser("validate", help="check flow files; warnings print, errors exit 1")
     val.add_argument("paths", nargs="+", help="flow files or directories of *.yaml")
     val.add_argument("--config", default=None, help="also check queue names against this config")
     val.set_defaults(func=_validate)
+    schema = sub.add_parser("schema", help="print the JSON Schema of the flow language (for editors)")
+    schema.set_defaults(func=_schema)
+    diagram = sub.add_parser("diagram", help="print a Mermaid flowchart of a flow")
+    diagram.add_argument("flow", help="a flow file")
+    diagram.set_defaults(func=_diagram)
+    sub.add_parser("simulate", help="run the ACD core on a simulated load; `hotline simulate --help`")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["simulate"]:  # the simulator owns its options
+        import acd
+
+        return int(acd.simulator.main(argv[1:]))
     args = parser.parse_args(argv)
     return int(args.func(args))
 
