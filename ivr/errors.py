@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+Severity = Literal["error", "warning"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,9 +24,11 @@ class Diagnostic:
     code: str  # stable, e.g. "flow.unknown_node"
     message: str  # what is wrong, for a flow designer
     hint: str  # how to fix it
+    severity: Severity = "error"  # a warning never stops a flow from loading
 
     def __str__(self) -> str:
-        return f"{self.loc}: {self.code}: {self.message} (hint: {self.hint})"
+        tag = "warning: " if self.severity == "warning" else ""
+        return f"{self.loc}: {self.code}: {tag}{self.message} (hint: {self.hint})"
 
 
 class IvrError(Exception):

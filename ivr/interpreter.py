@@ -2,31 +2,51 @@
 
 No I/O and no clock. The adapter plays prompts, reports when they finish, feeds
 keypresses, and calls :meth:`CallInterpreter.on_timer` at :meth:`next_deadline`.
+``now`` is monotonic seconds; wall-clock time (for `schedule` nodes) is passed
+separately as ``wall`` whenever the adapter has it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from . import expr as ex
 from .errors import IvrUsageError
 from .flow import (
+    DEFAULT_CALLBACK_PROMPT,
+    DEFAULT_POSITION_PROMPT,
     MAX_FAILURES,
+    VALIDATORS,
+    BranchNode,
+    CollectNode,
     Flow,
     GotoNode,
     HangupNode,
+    LanguageNode,
+    LookupNode,
     MenuNode,
     Node,
     PlayNode,
     Prompt,
     QueueNode,
+    ReturnNode,
+    ScheduleNode,
+    SetNode,
+    SubflowNode,
+    SurveyNode,
     TransferNode,
     VoicemailNode,
 )
 
 MAX_STEPS_WITHOUT_INPUT = 64  # a flow that jumps this often without waiting is looping
+MAX_SUBFLOW_DEPTH = 8  # subflows calling subflows deeper than this hang up (flow_loop)
+MASK = "****"  # what secure digits look like in every event and record
+SURVEY_KEYS = "12345"
 
 
 # --------------------------------------------------------------------- inputs
@@ -45,15 +65,49 @@ class AgentConnected:
     """The ACD bridged the caller to an agent: the IVR's part is over."""
 
 
-Input = PromptFinished | DigitPressed | AgentConnected
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpeechRecognized:
+    text: str  # what the recogniser heard; only keyword interrupts and menu phrases use it for now
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LookupResult:
+    request_id: int  # the HttpLookup this answers
+    status: int  # HTTP status; 2xx takes `next`, anything else `fallback`
+    body: Any  # the decoded JSON response
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LookupFailed:
+    request_id: int  # the HttpLookup this answers
+    reason: str  # e.g. "timeout", "connect", "bad_json"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VariablesUpdated:
+    """The adapter changed variables: ``{"queue.position": 3}`` or ``{"queue": {...}}`` (merged)."""
+
+    values: Mapping[str, Any]
+
+
+Input = (
+    PromptFinished
+    | DigitPressed
+    | AgentConnected
+    | SpeechRecognized
+    | LookupResult
+    | LookupFailed
+    | VariablesUpdated
+)
 
 
 # -------------------------------------------------------------------- actions
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PlayPrompt:
-    prompt: Prompt
+    prompt: Prompt  # text already interpolated and chosen for `language`
     token: int  # echoed back in PromptFinished
     interruptible: bool  # the adapter may stop it on a keypress (the core tells it to)
+    language: str = ""  # the caller's language: look for the WAV under this language first
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,6 +120,7 @@ class Enqueue:
     queue: str
     priority: int  # higher is served first
     data: Mapping[str, Any]  # screen-pop for the agent
+    skills: tuple[str, ...] = ()  # extra skills the agent needs, beyond the queue's
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,7 +138,53 @@ class HangUp:
     reason: str  # why the flow ended the call
 
 
-Action = PlayPrompt | StopPrompt | Enqueue | Transfer | StartRecording | HangUp
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PauseRecording:
+    """Stop writing the call recording: secure digits are about to be entered."""
+
+    reason: str  # "secure_input"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResumeRecording:
+    """Secure entry is over: the call recording may go on."""
+
+    reason: str  # "secure_input"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpLookup:
+    """Make an HTTP request; answer with LookupResult or LookupFailed carrying `request_id`."""
+
+    request_id: int
+    method: str  # "GET" or "POST"
+    url: str
+    json: Mapping[str, Any] | None  # request body for POST
+    timeout: float  # seconds; the core gives up (fallback) after this anyway
+    sensitive: bool = False  # the body holds secure digits: never log it
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestCallback:
+    """The caller accepted a callback: take them out of `queue` and call `number` back later."""
+
+    queue: str
+    number: str  # the caller's number
+    data: Mapping[str, Any]  # the screen-pop the call had
+
+
+Action = (
+    PlayPrompt
+    | StopPrompt
+    | Enqueue
+    | Transfer
+    | StartRecording
+    | HangUp
+    | PauseRecording
+    | ResumeRecording
+    | HttpLookup
+    | RequestCallback
+)
 
 
 # ----------------------------------------------------------- published events
@@ -92,10 +193,11 @@ class IvrInput:
     wire: ClassVar[str] = "ivr.input"
     call_id: str
     node: str
-    mode: str  # "dtmf"
-    input: str  # the key(s) pressed, "" for no input
-    result: str  # "match", "no_match" or "no_input"
+    mode: str  # "dtmf" or "speech"
+    input: str  # the key(s) pressed, "" for no input, "****" when masked
+    result: str  # "match", "no_match", "no_input" or "interrupt"
     attempt: int  # failures at this node so far, this one included when it failed
+    masked: bool = False  # `input` is masked: secure digits never leave the core
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,7 +209,26 @@ class IvrEscalated:
     history: tuple[Mapping[str, str], ...]  # what was tried at that node
 
 
-Event = IvrInput | IvrEscalated
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IvrInterrupted:
+    wire: ClassVar[str] = "ivr.interrupted"
+    call_id: str
+    node: str  # the input node where the keyword was heard
+    input: str  # the key or the phrase
+    reason: str  # the interrupt's configured reason, e.g. "complaint"
+    to: str  # the node the caller was sent to
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SurveyAnswered:
+    wire: ClassVar[str] = "ivr.survey_answered"
+    call_id: str
+    node: str
+    question: str
+    score: int  # 1-5
+
+
+Event = IvrInput | IvrEscalated | IvrInterrupted | SurveyAnswered
 Output = Action | Event
 
 
@@ -117,6 +238,7 @@ class Phase(enum.StrEnum):
     AWAITING_INPUT = "awaiting_input"
     QUEUED = "queued"  # waiting for an agent; hold prompts loop
     RECORDING = "recording"
+    LOOKUP = "lookup"  # waiting for an HTTP answer
     DONE = "done"
 
 
@@ -126,27 +248,77 @@ class _Visit:
     history: list[dict[str, str]] = field(default_factory=list)
 
 
+def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:
+    for part in path[:-1]:
+        nxt = target.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {} if not isinstance(nxt, Mapping) else dict(nxt)
+            target[part] = nxt
+        target = nxt
+    target[path[-1]] = value
+
+
+def _merge(target: dict[str, Any], key: str, value: Any) -> None:
+    if isinstance(value, Mapping) and isinstance(target.get(key), Mapping):
+        merged = dict(target[key])
+        for k, v in value.items():
+            _merge(merged, str(k), v)
+        target[key] = merged
+    else:
+        target[key] = value
+
+
 class CallInterpreter:
     """One call's walk through one flow version (a reload never changes it)."""
 
-    def __init__(self, flow: Flow, call_id: str, variables: Mapping[str, Any] | None = None) -> None:
-        self.flow = flow
+    def __init__(
+        self,
+        flow: Flow,
+        call_id: str,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        flows: Mapping[str, Flow] | None = None,
+        wall: dt.datetime | None = None,
+    ) -> None:
+        self.flow = flow  # the flow running now (a subflow while one is called)
+        self.root = flow
+        self.flows: Mapping[str, Flow] = flows or {}  # subflows by name
         self.call_id = call_id
-        self.variables: dict[str, Any] = dict(variables or {})
-        self.path: list[str] = []  # node names in visiting order
+        self.variables: dict[str, Any] = {k: v for k, v in flow.variables.items()}
+        self.variables.setdefault("language", flow.language)
+        self.variables.setdefault("emergency", False)
+        self.variables.setdefault("queue", {})
+        self.variables.setdefault("call", {"id": call_id})
+        self.variables.update(variables or {})
+        caller = self.variables.get("caller", "")
+        if not isinstance(caller, Mapping):  # `caller` is the number, readable as caller.number
+            self.variables["caller"] = {"number": str(caller)}
+        self.secrets: dict[str, str] = {}  # secure digits by variable; never in an event
+        self.path: list[str] = []  # node names in visiting order ("flow/node" inside subflows)
         self.inputs: list[dict[str, str]] = []  # every input, for the screen-pop and the record
         self.escalation: dict[str, Any] | None = None
+        self.interrupt: dict[str, str] | None = None
+        self.survey: dict[str, int] = {}  # question -> score, to store with the call
         self.phase = Phase.IDLE
         self.node: Node | None = None
+        self._stack: list[tuple[Flow, str]] = []  # (calling flow, node to continue at)
         self._token = 0
         self._playing: int | None = None  # token of the prompt playing now
         self._deadline: float | None = None
         self._visit = _Visit()
+        self._digits = ""  # collect: what was typed so far
+        self._request = 0  # lookup: id of the request in flight
+        self._queue_playlist: list[str] = []  # queue: "announce", "position", "offer" still to say
+        self._offered = False  # queue: a callback was offered
+        self._paused = False  # the call recording is paused for secure input
+        self._wall: tuple[float, dt.datetime] | None = None
+        self._wall_pending = wall
 
     # ---------------------------------------------------------------- driving
-    def start(self, now: float) -> list[Output]:
+    def start(self, now: float, *, wall: dt.datetime | None = None) -> list[Output]:
         if self.phase is not Phase.IDLE:
             raise IvrUsageError(f"call {self.call_id} has already started")
+        self._clock(now, wall or self._wall_pending)
         out: list[Output] = []
         self._enter(self.flow.start, now, out)
         return out
@@ -154,19 +326,34 @@ class CallInterpreter:
     def next_deadline(self) -> float | None:
         return self._deadline
 
-    def on_timer(self, now: float) -> list[Output]:
+    def on_timer(self, now: float, *, wall: dt.datetime | None = None) -> list[Output]:
+        self._clock(now, wall)
         out: list[Output] = []
         if self._deadline is None or now < self._deadline:
             return out
         self._deadline = None
         node = self.node
-        if self.phase is Phase.AWAITING_INPUT and isinstance(node, MenuNode):
-            self._failed(node, "", "no_input", now, out)
+        if self.phase is Phase.AWAITING_INPUT:
+            if isinstance(node, CollectNode) and self._digits:
+                self._collected(node, now, out)  # the inter-digit timeout ends entry
+            elif isinstance(node, MenuNode | CollectNode | LanguageNode | SurveyNode):
+                self._failed(node, "", "no_input", now, out)
         elif self.phase is Phase.RECORDING:
             self._finish(HangUp(reason="voicemail_complete"), out)
+        elif self.phase is Phase.LOOKUP and isinstance(node, LookupNode):
+            self._lookup_done(node, False, "timeout", now, out)
+        elif self.phase is Phase.QUEUED and isinstance(node, QueueNode):
+            if self._playing is not None:
+                out.append(StopPrompt(token=self._playing))
+                self._playing = None
+            self._queue_playlist = ["position", "offer"]
+            self._queue_next(node, out)
+            if node.announce_every > 0:
+                self._deadline = now + node.announce_every
         return out
 
-    def handle(self, event: Input, now: float) -> list[Output]:
+    def handle(self, event: Input, now: float, *, wall: dt.datetime | None = None) -> list[Output]:
+        self._clock(now, wall)
         out: list[Output] = []
         if self.phase is Phase.DONE:
             return out  # late events after the flow ended are harmless
@@ -177,38 +364,129 @@ class CallInterpreter:
                     self._prompt_done(now, out)
             case DigitPressed(digit=digit):
                 self._digit(digit, now, out)
+            case SpeechRecognized(text=text):
+                self._speech(text, now, out)
             case AgentConnected():
                 if self._playing is not None:
                     out.append(StopPrompt(token=self._playing))
                     self._playing = None
+                self._resume(out)
                 self._deadline = None
                 self.phase = Phase.DONE
+            case LookupResult(request_id=rid, status=status, body=body):
+                node = self.node
+                if self.phase is Phase.LOOKUP and rid == self._request and isinstance(node, LookupNode):
+                    ok = 200 <= status < 300
+                    if ok:
+                        for var, path in node.result:
+                            self.variables[var] = ex.lookup_path(body, path)
+                    self._lookup_done(node, ok, "ok" if ok else f"http_{status}", now, out)
+            case LookupFailed(request_id=rid, reason=reason):
+                node = self.node
+                if self.phase is Phase.LOOKUP and rid == self._request and isinstance(node, LookupNode):
+                    self._lookup_done(node, False, reason, now, out)
+            case VariablesUpdated(values=values):
+                for key, value in values.items():
+                    parts = str(key).split(".")
+                    if len(parts) == 1:
+                        _merge(self.variables, parts[0], value)
+                    else:
+                        _set_path(self.variables, parts, value)
             case _:
                 raise IvrUsageError(f"not an IVR input: {event!r}")
         return out
 
+    # ------------------------------------------------------------------ clock
+    def _clock(self, now: float, wall: dt.datetime | None) -> None:
+        if wall is not None:
+            self._wall = (now, wall)
+
+    def wall_time(self, now: float) -> dt.datetime | None:
+        """The caller's local wall-clock time at monotonic ``now``, if the adapter ever gave one."""
+        if self._wall is None:
+            return None
+        ref, wall = self._wall
+        return wall + dt.timedelta(seconds=now - ref)
+
     # --------------------------------------------------------------- internals
+    def _language(self) -> str:
+        lang = self.variables.get("language")
+        return lang if isinstance(lang, str) and lang else self.flow.language
+
     def _play(self, prompt: Prompt, interruptible: bool, out: list[Output]) -> None:
+        lang = self._language()
+        text = prompt.text_for(lang)
+        if text is not None:
+            text = ex.render(text, self.variables)
         self._token += 1
         self._playing = self._token
-        out.append(PlayPrompt(prompt=prompt, token=self._token, interruptible=interruptible))
+        out.append(
+            PlayPrompt(
+                prompt=Prompt(id=prompt.id, text=text),
+                token=self._token,
+                interruptible=interruptible,
+                language=lang,
+            )
+        )
+
+    def _resume(self, out: list[Output]) -> None:
+        if self._paused:
+            self._paused = False
+            out.append(ResumeRecording(reason="secure_input"))
 
     def _finish(self, action: Action, out: list[Output]) -> None:
+        self._resume(out)
         self.phase = Phase.DONE
         self._deadline = None
         out.append(action)
+
+    def _node_label(self, name: str) -> str:
+        return name if self.flow is self.root else f"{self.flow.name}/{name}"
 
     def _enter(self, name: str, now: float, out: list[Output]) -> None:
         for _ in range(MAX_STEPS_WITHOUT_INPUT):
             node = self.flow.nodes[name]
             if node is not self.node:
                 self._visit = _Visit()  # counts are per visit (VoiceXML)
+                self._resume(out)
             self.node = node
-            self.path.append(name)
+            self.path.append(self._node_label(name))
             self._deadline = None
+            self._digits = ""
             match node:
                 case GotoNode(next=nxt):
                     name = nxt
+                    continue
+                case SetNode(assign=assign, next=nxt):
+                    for var, value in assign:
+                        self.variables[var] = ex.evaluate(value, self.variables)
+                    name = nxt
+                    continue
+                case BranchNode(cases=cases, default=default):
+                    name = next(
+                        (c.next for c in cases if ex.truthy(ex.evaluate(c.condition, self.variables))),
+                        default,
+                    )
+                    continue
+                case ScheduleNode():
+                    name = node.targets[self._schedule(node, now)][0]
+                    continue
+                case SubflowNode(flow=sub, next=nxt):
+                    called = self.flows.get(sub)
+                    if called is None or len(self._stack) >= MAX_SUBFLOW_DEPTH:
+                        self._finish(HangUp(reason="unknown_subflow" if called is None else "flow_loop"), out)
+                        return
+                    self._stack.append((self.flow, nxt))
+                    self.flow = called
+                    for k, v in called.variables.items():
+                        self.variables.setdefault(k, v)
+                    name = called.start
+                    continue
+                case ReturnNode():
+                    if not self._stack:
+                        self._finish(HangUp(reason="flow_end"), out)
+                        return
+                    self.flow, name = self._stack.pop()
                     continue
                 case PlayNode(prompt=prompt, interruptible=interruptible):
                     self.phase = Phase.PLAYING
@@ -216,8 +494,22 @@ class CallInterpreter:
                 case MenuNode(prompt=prompt, interruptible=interruptible):
                     self.phase = Phase.PLAYING
                     self._play(prompt, interruptible, out)
+                case CollectNode(prompt=prompt, interruptible=interruptible, secure=secure):
+                    if secure and not self._paused:
+                        self._paused = True
+                        out.append(PauseRecording(reason="secure_input"))
+                    self.phase = Phase.PLAYING
+                    self._play(prompt, interruptible, out)
+                case LanguageNode(prompt=prompt, interruptible=interruptible):
+                    self.phase = Phase.PLAYING
+                    self._play(prompt, interruptible, out)
+                case SurveyNode(prompt=prompt, interruptible=interruptible):
+                    self.phase = Phase.PLAYING
+                    self._play(prompt, interruptible, out)
+                case LookupNode():
+                    self._lookup(node, now, out)
                 case QueueNode():
-                    self._enqueue(node, out)
+                    self._enqueue(node, now, out)
                 case TransferNode(to=to):
                     self._finish(Transfer(to=to), out)
                 case VoicemailNode(prompt=prompt):
@@ -235,22 +527,96 @@ class CallInterpreter:
             return
         self._finish(HangUp(reason="flow_loop"), out)
 
-    def _enqueue(self, node: QueueNode, out: list[Output]) -> None:
-        self.phase = Phase.QUEUED
+    def _schedule(self, node: ScheduleNode, now: float) -> str:
+        if ex.truthy(ex.evaluate(node.switch, self.variables)):
+            return "emergency"
+        wall = self.wall_time(now)
+        if wall is None:
+            return "closed"  # no clock from the adapter: fail closed rather than queue into the night
+        if wall.date() in node.holidays:
+            return "holiday"
+        minute = wall.hour * 60 + wall.minute
+        if any(a <= minute < b for a, b in node.hours[wall.weekday()]):
+            return "open"
+        return "closed"
+
+    def _lookup(self, node: LookupNode, now: float, out: list[Output]) -> None:
+        self.phase = Phase.LOOKUP
+        self._request += 1
+        env = {**self.variables, "secret": dict(self.secrets)}
+        body = {k: ex.evaluate(v, env) for k, v in node.json} if node.json else None
+        sensitive = any(v.path[0] == "secret" for _, e in node.json for v in ex.variables(e))
+        out.append(
+            HttpLookup(
+                request_id=self._request,
+                method=node.method,
+                url=ex.render(node.url, self.variables),
+                json=body,
+                timeout=node.timeout,
+                sensitive=sensitive,
+            )
+        )
+        self._deadline = now + node.timeout
+
+    def _lookup_done(self, node: LookupNode, ok: bool, reason: str, now: float, out: list[Output]) -> None:
+        self._deadline = None
+        self._request += 1  # a late answer to this request is ignored
+        self.variables["lookup"] = {"ok": ok, "reason": reason, "node": node.name}
+        self._enter(node.next if ok else node.fallback, now, out)
+
+    def _screen_pop(self, node: QueueNode) -> dict[str, Any]:
+        caller = self.variables.get("caller")
+        number = caller.get("number", "") if isinstance(caller, Mapping) else str(caller or "")
         data: dict[str, Any] = {
-            "caller": self.variables.get("caller", ""),
-            "flow": self.flow.name,
-            "flow_version": self.flow.version,
+            "caller": number,
+            "flow": self.root.name,
+            "flow_version": self.root.version,
             "ivr_path": list(self.path),
             "inputs": [dict(i) for i in self.inputs],
-            **node.data,
+            **{k: ex.render(v, self.variables) for k, v in node.data.items()},
         }
         if self.escalation is not None:
             data["escalation"] = self.escalation
-        out.append(Enqueue(queue=node.queue, priority=node.priority, data=data))
-        first = node.announce or node.hold
-        if first is not None:
-            self._play(first, False, out)
+        if self.interrupt is not None:
+            data["interrupt"] = dict(self.interrupt)
+        return data
+
+    def _enqueue(self, node: QueueNode, now: float, out: list[Output]) -> None:
+        self.phase = Phase.QUEUED
+        self._offered = False
+        out.append(
+            Enqueue(queue=node.queue, priority=node.priority, data=self._screen_pop(node), skills=node.skills)
+        )
+        self._queue_playlist = ["announce", "position", "offer"]
+        self._queue_next(node, out)
+        if node.announce_every > 0:
+            self._deadline = now + node.announce_every
+
+    def _queue_next(self, node: QueueNode, out: list[Output]) -> None:
+        """Say what is due (announce, position, callback offer), then loop the hold prompt."""
+        queue = self.variables.get("queue")
+        info: Mapping[str, Any] = queue if isinstance(queue, Mapping) else {}
+        while self._queue_playlist:
+            item = self._queue_playlist.pop(0)
+            if item == "announce" and node.announce is not None:
+                self._play(node.announce, False, out)
+                return
+            if item == "position" and node.announce_every > 0 and info.get("position") is not None:
+                self._play(node.position_prompt or DEFAULT_POSITION_PROMPT, False, out)
+                return
+            if item == "offer" and node.callback_after is not None:
+                ewt = ex._number(info.get("ewt"))
+                if ewt is not None and ewt >= node.callback_after:
+                    self._offered = True
+                    prompt = node.callback_prompt or DEFAULT_CALLBACK_PROMPT
+                    if prompt is DEFAULT_CALLBACK_PROMPT:
+                        prompt = Prompt(
+                            id=None, text=f"To be called back instead of waiting, press {node.callback_key}."
+                        )
+                    self._play(prompt, True, out)
+                    return
+        if node.hold is not None:
+            self._play(node.hold, False, out)
 
     def _record(self, node: VoicemailNode, now: float, out: list[Output]) -> None:
         self.phase = Phase.RECORDING
@@ -262,43 +628,221 @@ class CallInterpreter:
         match node:
             case PlayNode(next=nxt):
                 self._enter(nxt, now, out)
-            case MenuNode(timeout=timeout):
+            case MenuNode(timeout=timeout) | LanguageNode(timeout=timeout) | SurveyNode(timeout=timeout):
                 self.phase = Phase.AWAITING_INPUT
                 self._deadline = now + timeout
-            case QueueNode(hold=hold) if self.phase is Phase.QUEUED and hold is not None:
-                self._play(hold, False, out)
+            case CollectNode(first_timeout=first, inter_timeout=inter):
+                self.phase = Phase.AWAITING_INPUT
+                self._deadline = now + (inter if self._digits else first)
+            case QueueNode() if self.phase is Phase.QUEUED:
+                deadline = self._deadline
+                self._queue_next(node, out)
+                self._deadline = deadline
             case VoicemailNode():
                 self._record(node, now, out)
             case HangupNode():
                 self._finish(HangUp(reason="flow_end"), out)
 
+    # ------------------------------------------------------------------ input
+    def _interrupt_for(self, key: str | None, text: str | None) -> tuple[Flow, str, str] | None:
+        """(flow, target, reason) of the first interrupt matching the key or the utterance."""
+        flows = [self.flow] if self.flow is self.root else [self.flow, self.root]
+        for flow in flows:
+            for i in flow.interrupts:
+                if key is not None and key in i.keys:
+                    return flow, i.target, i.reason
+                if text is not None and any(p in text.casefold() for p in i.phrases):
+                    return flow, i.target, i.reason
+        return None
+
+    def _jump(
+        self, node: Node, heard: str, mode: str, hit: tuple[Flow, str, str], now: float, out: list[Output]
+    ) -> None:
+        flow, target, reason = hit
+        if self._playing is not None:
+            out.append(StopPrompt(token=self._playing))
+            self._playing = None
+        self._deadline = None
+        entry = {"node": node.name, "mode": mode, "input": heard, "result": "interrupt"}
+        self.inputs.append(entry)
+        out.append(
+            IvrInput(
+                call_id=self.call_id,
+                node=node.name,
+                mode=mode,
+                input=heard,
+                result="interrupt",
+                attempt=self._visit.failures,
+            )
+        )
+        self.interrupt = {"node": node.name, "input": heard, "reason": reason}
+        out.append(
+            IvrInterrupted(call_id=self.call_id, node=node.name, input=heard, reason=reason, to=target)
+        )
+        while self.flow is not flow and self._stack:
+            self.flow, _ = self._stack.pop()
+        self._enter(target, now, out)
+
+    def _accepting(self, node: Node) -> bool:
+        """Can the node take a key now (stopping its prompt if it is interruptible)?"""
+        if self.phase is Phase.AWAITING_INPUT:
+            return True
+        return (
+            self.phase is Phase.PLAYING
+            and self._playing is not None
+            and bool(getattr(node, "interruptible", False))
+        )
+
+    def _stop_for_input(self, out: list[Output]) -> None:
+        if self._playing is not None:
+            out.append(StopPrompt(token=self._playing))
+            self._playing = None
+        self._deadline = None
+
     def _digit(self, digit: str, now: float, out: list[Output]) -> None:
         node = self.node
-        if not isinstance(node, MenuNode):
+        if isinstance(node, QueueNode):
+            if self.phase is Phase.QUEUED and self._offered and digit == node.callback_key:
+                self._callback(node, digit, now, out)
+            return
+        if not isinstance(node, MenuNode | CollectNode | LanguageNode | SurveyNode):
             if isinstance(node, PlayNode) and node.interruptible and self._playing is not None:
                 out.append(StopPrompt(token=self._playing))
                 self._playing = None
                 self._enter(node.next, now, out)
-                if isinstance(self.node, MenuNode):  # type-ahead: the key answers the menu
-                    self._digit(digit, now, out)
+                if isinstance(self.node, MenuNode | CollectNode | LanguageNode | SurveyNode):
+                    self._digit(digit, now, out)  # type-ahead: the key answers the input node
             return  # keys outside input nodes are ignored, as callers expect
-        if self.phase is Phase.PLAYING:
-            if not node.interruptible or self._playing is None:
+        if not self._accepting(node):
+            return
+        own = self._own_keys(node)
+        interrupt_ok = not isinstance(node, CollectNode) or (node.interrupts and not self._digits)
+        if digit not in own and interrupt_ok:
+            hit = self._interrupt_for(digit, None)
+            if hit is not None:
+                self._jump(node, digit, "dtmf", hit, now, out)
                 return
+        self._stop_for_input(out)
+        match node:
+            case MenuNode(options=options):
+                option = options.get(digit)
+                if option is None:
+                    self._failed(node, digit, "no_match", now, out)
+                    return
+                self._record_input(node, digit, "match", out)
+                self._enter(option.next, now, out)
+            case LanguageNode(options=options, next=nxt):
+                lang = options.get(digit)
+                if lang is None:
+                    self._failed(node, digit, "no_match", now, out)
+                    return
+                self._record_input(node, digit, "match", out)
+                self.variables["language"] = lang
+                self._enter(nxt, now, out)
+            case SurveyNode(next=nxt):
+                if digit not in SURVEY_KEYS:
+                    self._failed(node, digit, "no_match", now, out)
+                    return
+                self._record_input(node, digit, "match", out)
+                score = int(digit)
+                self.survey[node.question] = score
+                if node.var:
+                    self.variables[node.var] = score
+                out.append(
+                    SurveyAnswered(call_id=self.call_id, node=node.name, question=node.question, score=score)
+                )
+                self._enter(nxt, now, out)
+            case CollectNode():
+                if node.terminator and digit == node.terminator:
+                    self._collected(node, now, out)
+                    return
+                self._digits += digit
+                if len(self._digits) >= node.max_digits:
+                    self._collected(node, now, out)
+                    return
+                self.phase = Phase.AWAITING_INPUT
+                self._deadline = now + node.inter_timeout
+
+    @staticmethod
+    def _own_keys(node: Node) -> set[str]:
+        match node:
+            case MenuNode(options=options):
+                return set(options)
+            case LanguageNode(options=options):
+                return set(options)
+            case SurveyNode():
+                return set(SURVEY_KEYS)
+        return set()
+
+    def _valid(self, node: CollectNode, digits: str) -> bool:
+        if not node.min_digits <= len(digits) <= node.max_digits:
+            return False
+        if node.regex is not None:
+            try:
+                if re.fullmatch(node.regex, digits) is None:
+                    return False
+            except re.error:
+                return False
+        return node.validator is None or VALIDATORS[node.validator](digits)
+
+    def _collected(self, node: CollectNode, now: float, out: list[Output]) -> None:
+        digits, self._digits = self._digits, ""
+        self._deadline = None
+        if not digits:
+            self._failed(node, "", "no_input", now, out)
+            return
+        if not self._valid(node, digits):
+            self._failed(node, digits, "no_match", now, out)
+            return
+        self._record_input(node, digits, "match", out)
+        if node.secure:
+            self.secrets[node.var] = digits
+            self.variables[node.var] = MASK
+        else:
+            self.variables[node.var] = digits
+        self._enter(node.next, now, out)
+
+    def _callback(self, node: QueueNode, digit: str, now: float, out: list[Output]) -> None:
+        if self._playing is not None:
             out.append(StopPrompt(token=self._playing))
             self._playing = None
-        elif self.phase is not Phase.AWAITING_INPUT:
-            return
         self._deadline = None
-        option = node.options.get(digit)
-        if option is None:
-            self._failed(node, digit, "no_match", now, out)
-            return
         self._record_input(node, digit, "match", out)
-        self._enter(option.next, now, out)
+        caller = self.variables.get("caller")
+        number = caller.get("number", "") if isinstance(caller, Mapping) else str(caller or "")
+        out.append(RequestCallback(queue=node.queue, number=str(number), data=self._screen_pop(node)))
+        assert node.callback_next is not None  # the compiler pairs callback_after with callback_next
+        self._enter(node.callback_next, now, out)
 
-    def _record_input(self, node: MenuNode, digit: str, result: str, out: list[Output]) -> None:
-        entry = {"node": node.name, "mode": "dtmf", "input": digit, "result": result}
+    def _speech(self, text: str, now: float, out: list[Output]) -> None:
+        node = self.node
+        if not isinstance(node, MenuNode | CollectNode | LanguageNode | SurveyNode):
+            return
+        if not self._accepting(node):
+            return
+        hit = self._interrupt_for(None, text)
+        if hit is not None:
+            self._jump(node, text, "speech", hit, now, out)
+            return
+        if isinstance(node, MenuNode):
+            said = text.casefold()
+            for option in node.options.values():
+                if any(p.casefold() in said for p in option.phrases):
+                    self._stop_for_input(out)
+                    self._record_input(node, text, "match", out, mode="speech")
+                    self._enter(option.next, now, out)
+                    return
+            self._stop_for_input(out)
+            self._failed(node, text, "no_match", now, out, mode="speech")
+
+    def _record_input(
+        self, node: Node, heard: str, result: str, out: list[Output], *, mode: str = "dtmf"
+    ) -> None:
+        masked = isinstance(node, CollectNode) and node.secure and heard != ""
+        shown = MASK if masked else heard
+        entry = {"node": node.name, "mode": mode, "input": shown, "result": result}
+        if masked:
+            entry["masked"] = "true"
         self.inputs.append(entry)
         if result != "match":
             self._visit.history.append(entry)
@@ -306,19 +850,32 @@ class CallInterpreter:
             IvrInput(
                 call_id=self.call_id,
                 node=node.name,
-                mode="dtmf",
-                input=digit,
+                mode=mode,
+                input=shown,
                 result=result,
                 attempt=self._visit.failures,
+                masked=masked,
             )
         )
 
-    def _failed(self, node: MenuNode, digit: str, result: str, now: float, out: list[Output]) -> None:
+    def _failed(
+        self,
+        node: MenuNode | CollectNode | LanguageNode | SurveyNode,
+        heard: str,
+        result: str,
+        now: float,
+        out: list[Output],
+        *,
+        mode: str = "dtmf",
+    ) -> None:
         """The no-dead-end ladder: clarify, then offer the choices, then a human."""
         self._visit.failures += 1
-        self._record_input(node, digit, result, out)
+        self._record_input(node, heard, result, out, mode=mode)
         failures = self._visit.failures
         if failures >= MAX_FAILURES:
+            if isinstance(node, SurveyNode):  # a survey never sends anyone to a human: move on
+                self._enter(node.next, now, out)
+                return
             history = tuple(dict(h) for h in self._visit.history)
             self.escalation = {"node": node.name, "reason": result, "history": [dict(h) for h in history]}
             out.append(
@@ -333,8 +890,22 @@ class CallInterpreter:
             self._play(self._choices_prompt(node), node.interruptible, out)
 
     @staticmethod
-    def _choices_prompt(node: MenuNode) -> Prompt:
-        """Second failure: say the choices explicitly (at most four)."""
+    def _choices_prompt(node: MenuNode | CollectNode | LanguageNode | SurveyNode) -> Prompt:
+        """Second failure: say the choices (at most four) or what to enter, explicitly."""
+        if isinstance(node, CollectNode):
+            if node.help is not None:
+                return node.help
+            length = (
+                f"{node.min_digits}"
+                if node.min_digits == node.max_digits
+                else f"{node.min_digits} to {node.max_digits}"
+            )
+            end = ", then press the hash key" if node.terminator == "#" else ""
+            return Prompt(id=None, text=f"Please enter {length} digits on your keypad{end}.")
+        if isinstance(node, SurveyNode):
+            return Prompt(id=None, text="Please press a key from 1, the worst, to 5, the best.")
+        if isinstance(node, LanguageNode):
+            return node.reprompt or node.prompt
         labelled = [(key, o.label) for key, o in sorted(node.options.items()) if o.label]
         if not labelled:
             return node.reprompt or node.prompt

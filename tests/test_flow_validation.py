@@ -110,6 +110,21 @@ def test_validate_cli_exit_codes_and_format(tmp_path: Path) -> None:
 @given(st.text(max_size=300))
 def test_random_text_never_crashes_the_compiler(text: str) -> None:
     flow, diags = ivr.compile_flow(text, "r.yaml", known_queues=QUEUES)
-    assert (flow is None) == bool(diags)
+    assert (flow is None) == any(d.severity == "error" for d in diags)
     for d in diags:
         assert d.code.startswith("flow.") and d.loc.line >= 1
+
+
+def test_missing_audio_is_a_warning_that_does_not_stop_the_flow() -> None:
+    text = (
+        "start: p\nnodes:\n  p: {type: play, prompt: nosuchwav, next: q}\n  q: {type: queue, queue: sales}\n"
+    )
+    flow, diags = ivr.compile_flow(text, "w.yaml", known_queues=QUEUES, known_prompts={"welcome"})
+    assert flow is not None
+    assert [(d.code, d.severity, d.loc.line) for d in diags] == [("flow.missing_audio", "warning", 3)]
+    assert flow.warnings == tuple(diags)
+    assert str(diags[0]).startswith("w.yaml:3:27: flow.missing_audio: warning: ")
+    flow, diags = ivr.compile_flow(text, "w.yaml", known_queues=QUEUES, known_prompts={"nosuchwav"})
+    assert flow is not None and diags == []
+    flow, diags = ivr.compile_flow(text, "w.yaml", known_queues=QUEUES)  # no prompt list: no check
+    assert flow is not None and diags == []

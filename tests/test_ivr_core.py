@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import ivr
+from ivr import flow as fl
 from ivr import interpreter as it
 
 from .helpers import FakeClock
@@ -180,8 +181,16 @@ nodes:
   b: {type: goto, next: a}
 """
     flow, diags = ivr.compile_flow(text, "t.yaml")
-    assert flow is not None, diags
-    out = ivr.build_interpreter(flow, "c", "").start(0)
+    assert flow is None  # the validator now rejects the spin statically ...
+    assert [(d.code, d.loc.line) for d in diags] == [("flow.loop_without_input", 4)]
+    # ... and the interpreter still guards at run time (a hand-built flow skips the validator)
+    loc = ivr.Location("t.yaml", 1, 1)
+    nodes = {
+        "a": fl.GotoNode(name="a", loc=loc, next="b", next_loc=loc),
+        "b": fl.GotoNode(name="b", loc=loc, next="a", next_loc=loc),
+    }
+    raw = ivr.Flow(name="t", path="t.yaml", version="0", start="a", language="en", nodes=nodes)
+    out = ivr.build_interpreter(raw, "c", "").start(0)
     assert out == [it.HangUp(reason="flow_loop")]
 
 
