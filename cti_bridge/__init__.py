@@ -6,6 +6,7 @@ from .events import PROTOCOL_VERSION, envelope, event_data, iso_utc, wire_name
 from .mqtt import MqttPublisher, MqttSettings
 from .outbox import Outbox, OutboxError
 from .protocol import CtiError, require_str
+from .schema import event_schema, vocabulary_schemas
 from .server import COMMAND_SCOPES, SCOPES, Control, CtiServer, EventBus, Sink, Token
 
 
@@ -31,7 +32,9 @@ __all__ = [
     "build_cti",
     "envelope",
     "event_data",
+    "event_schema",
     "iso_utc",
     "require_str",
+    "vocabulary_schemas",
     "wire_name",
 ]

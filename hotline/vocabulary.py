@@ -1,0 +1,49 @@
+"""Every event hotline publishes, in one list: the CTI vocabulary.
+
+`python -m hotline.vocabulary > docs/cti-events.schema.json` regenerates the
+published schemas; a test fails when that file is stale or an emitted event
+is missing here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import acd
+import cti_bridge
+import ivr
+
+from . import events as hev
+
+EVENTS: tuple[type, ...] = (
+    hev.CallOffered,
+    hev.CallAnswered,
+    hev.CallEnded,
+    hev.RecordingReady,
+    hev.RecordingFailed,
+    ivr.IvrInput,
+    ivr.IvrEscalated,
+    ivr.IvrInterrupted,
+    ivr.SurveyAnswered,
+    acd.events.CallQueued,
+    acd.events.AgentOffered,
+    acd.events.AgentOfferFailed,
+    acd.events.CallConnected,
+    acd.events.CallAbandoned,
+    acd.events.AgentStateChanged,
+    acd.events.CallOverflowed,
+)
+
+
+def schemas() -> dict[str, dict[str, object]]:
+    return cti_bridge.vocabulary_schemas(EVENTS)
+
+
+def main() -> None:
+    json.dump(schemas(), sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
