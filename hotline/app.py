@@ -8,6 +8,7 @@ for timestamps on the wire and in records.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import secrets
 import signal
 import time
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import structlog
 
 import acd
@@ -57,6 +59,104 @@ def _start_failure(exc: Exception, config: Config) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def queue_specs(config: Config) -> list[acd.QueueSpec]:
+    def overflow(o: Any) -> acd.Overflow | None:
+        return None if o is None else acd.Overflow(kind=acd.OverflowKind(o.kind), target=o.target)
+
+    return [
+        acd.QueueSpec(
+            name=q.name,
+            skills=q.skills,
+            strategy=q.strategy,
+            ring_timeout=q.ring_timeout,
+            wrap_up=q.wrap_up,
+            max_no_answer=q.max_no_answer,
+            retry_delay=q.retry_delay,
+            aging_seconds=q.aging_seconds,
+            relax=tuple(
+                acd.RelaxStep(after=r.after, min_level=r.min_level or None, drop=r.drop) for r in q.relax
+            ),
+            max_wait=q.max_wait or None,
+            max_waiting=q.max_waiting or None,
+            on_max_wait=overflow(q.on_max_wait),
+            on_full=overflow(q.on_full),
+            on_no_agents=overflow(q.on_no_agents),
+        )
+        for q in config.acd.queues
+    ]
+
+
+def agent_specs(config: Config) -> list[acd.AgentSpec]:
+    return [
+        acd.AgentSpec(
+            id=a.id,
+            name=a.name or a.id,
+            skills=a.skills,
+            contact=a.contact,
+            queues=a.queues,
+            wrap_up=a.wrap_up if a.wrap_up >= 0 else None,
+        )
+        for a in config.acd.agents
+    ]
+
+
+def known_skills(config: Config) -> set[str]:
+    return {k for q in config.acd.queues for k in q.skills} | {k for a in config.acd.agents for k in a.skills}
+
+
+def prompt_ids(directories: list[Path]) -> set[str]:
+    """WAV ids available in the prompt directories (and their language subdirectories)."""
+    return {p.stem for d in directories if d.is_dir() for p in [*d.glob("*.wav"), *d.glob("*/*.wav")]}
+
+
+def load_flows(config: Config, prompt_dirs: list[Path]) -> tuple[dict[str, ivr.Flow], ivr.Flow]:
+    """Every flow in the flows directory; the main one must be valid. Other flows with
+    errors are logged and left out, so a broken draft never stops the hotline."""
+    directory = config.path(config.flows.directory)
+    paths = sorted(directory.glob("*.yaml"))
+    sources = {}
+    for path in paths:
+        try:
+            sources[str(path)] = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            log.error("flow_unreadable", path=str(path), error=str(exc))
+    flows, diagnostics = ivr.compile_flow_set(
+        sources,
+        known_queues=[q.name for q in config.acd.queues],
+        known_skills=known_skills(config),
+        known_prompts=prompt_ids(prompt_dirs),
+    )
+    main_path = str(directory / f"{config.flows.main}.yaml")
+    main = flows.get(config.flows.main)
+    if main is None:
+        mine = [d for d in diagnostics if d.loc.file == main_path and d.severity == "error"]
+        if not mine:
+            mine = [
+                ivr.Diagnostic(
+                    ivr.Location(main_path, 1, 1),
+                    "flow.missing",
+                    f"the main flow {main_path} is missing",
+                    "set [flows] main to a flow file name in [flows] directory",
+                )
+            ]
+        raise ivr.FlowInvalid(mine)
+    for d in diagnostics:
+        (log.warning if d.severity != "error" else log.error)(
+            "flow_diagnostic", file=d.loc.file, line=d.loc.line, code=d.code, message=d.message
+        )
+    return flows, main
+
+
+@dataclass(eq=False)
+class AgentLeg:
+    """An agent's phone being rung for a call (ring_all rings several at once)."""
+
+    agent_id: str
+    leg: str
+    confirmed: bool = False
+    media: bool = False
+
+
 @dataclass(eq=False)
 class CallSession:
     """One caller's call: the caller leg, the IVR walk, and at most one agent leg."""
@@ -76,11 +176,10 @@ class CallSession:
     queued_at: float | None = None
     connected_at: float | None = None
     queue: str | None = None
-    agent_id: str | None = None
-    agent_leg: str | None = None  # leg being rung or talking
-    agent_confirmed: bool = False
-    agent_media: bool = False
-    cancelled_legs: set[str] = field(default_factory=set)  # agent legs we cancelled
+    agent_id: str | None = None  # the agent talking (or last rung)
+    agent_leg: str | None = None  # the leg of the agent talking
+    ringing: dict[str, AgentLeg] = field(default_factory=dict)  # agent id -> leg being rung
+    position: int | None = None  # place in line last told to the IVR
     playing: int | None = None  # token of the prompt the caller hears
     timer: asyncio.TimerHandle | None = None
     recording: tuple[Path, Path, Path] | None = None  # caller part, agent part, final
@@ -98,25 +197,9 @@ class Server:
                 retain_events=config.cti.retain_events,
             )
         )
-        self.router = acd.build_router(
-            [
-                acd.QueueSpec(
-                    name=q.name,
-                    skills=q.skills,
-                    ring_timeout=q.ring_timeout,
-                    wrap_up=q.wrap_up,
-                    max_no_answer=q.max_no_answer,
-                    retry_delay=q.retry_delay,
-                )
-                for q in config.acd.queues
-            ],
-            [
-                acd.AgentSpec(id=a.id, name=a.name or a.id, skills=a.skills, contact=a.contact)
-                for a in config.acd.agents
-            ],
-        )
-        flow_path = config.path(config.flows.directory) / f"{config.flows.main}.yaml"
-        self.flow = ivr.load_flow(flow_path, known_queues=[q.name for q in config.acd.queues])
+        self.router = acd.build_router(queue_specs(config), agent_specs(config))
+        self.prompt_dirs = [config.path(d) for d in config.prompts.directories]
+        self.flows, self.flow = load_flows(config, self.prompt_dirs)
         self.store = CallStore(config.path(config.storage.database))
         self.recordings = config.path(config.recordings.directory)
         self.tts = telephony.Synthesizer(
@@ -125,7 +208,6 @@ class Server:
             rate=config.prompts.tts_rate,
             clock_rate=config.sip.clock_rate,
         )
-        self.prompt_dirs = [config.path(d) for d in config.prompts.directories]
         sip = config.sip
         public = sip.public_host or ("127.0.0.1" if sip.host == "0.0.0.0" else sip.host)
         self.endpoint = telephony.build_endpoint(
@@ -173,7 +255,8 @@ class Server:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
-        self._prompt_paths: dict[str, Path | None] = {}
+        self._prompt_paths: dict[tuple[str, str], Path | None] = {}
+        self._http: aiohttp.ClientSession | None = None
 
     # ------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -216,6 +299,8 @@ class Server:
             await self.mqtt.stop()
         if self.bus.outbox is not None:
             self.bus.outbox.close()
+        if self._http is not None:
+            await self._http.close()
         self.tts.stop()
         await self.store.close()
         log.info("hotline_stopped")
@@ -254,7 +339,9 @@ class Server:
 
     def _incoming(self, event: tev.IncomingCall) -> None:
         call_id = secrets.token_hex(8)
-        interp = ivr.build_interpreter(self.flow, call_id, event.caller)
+        interp = ivr.build_interpreter(
+            self.flow, call_id, event.caller, flows=self.flows, wall=datetime.datetime.now().astimezone()
+        )
         session = CallSession(
             call_id=call_id,
             leg=event.leg_id,
@@ -321,38 +408,36 @@ class Server:
         leg = event.leg_id
         if isinstance(event, tev.LegEnded):
             self._by_leg.pop(leg, None)
-        if leg != s.agent_leg:
+            if leg == s.agent_leg and s.phase == "connected":
+                assert s.agent_id is not None
+                s.agent_leg = None
+                s.end_cause = "agent_hangup"
+                self._acd_from_sip(acd.events.AgentHungUp(call_id=s.call_id, agent_id=s.agent_id))
+                self.endpoint.hangup(s.leg)
+                return
+        rung = next((a for a in s.ringing.values() if a.leg == leg), None)
+        if rung is None:
             return  # a leg we already gave up on
         match event:
             case tev.LegAnswered():
-                s.agent_confirmed = True
-                self._maybe_agent_answered(s)
+                rung.confirmed = True
             case tev.LegMediaReady():
-                s.agent_media = True
-                self._maybe_agent_answered(s)
+                rung.media = True
             case tev.LegEnded(code=code):
-                s.agent_leg = None
-                if leg in s.cancelled_legs or s.phase == "ended":
-                    return
-                assert s.agent_id is not None
-                if s.phase == "connected":
-                    s.end_cause = "agent_hangup"
-                    self._acd_from_sip(acd.events.AgentHungUp(call_id=s.call_id, agent_id=s.agent_id))
-                    self.endpoint.hangup(s.leg)
-                else:
+                del s.ringing[rung.agent_id]
+                if s.phase == "queued":
                     cause = _RING_CAUSES.get(code, f"sip_{code}")
                     self._acd_from_sip(
-                        acd.events.AgentRingFailed(call_id=s.call_id, agent_id=s.agent_id, cause=cause)
+                        acd.events.AgentRingFailed(call_id=s.call_id, agent_id=rung.agent_id, cause=cause)
                     )
+                return
+        if rung.confirmed and rung.media and s.phase == "queued":
+            self._acd_from_sip(acd.events.AgentAnswered(call_id=s.call_id, agent_id=rung.agent_id))
 
     def _maybe_start_ivr(self, s: CallSession) -> None:
         if s.confirmed and s.media_ready and not s.ivr_started:
             s.ivr_started = True
             self._ivr(s, s.interp.start(self._now()))
-
-    def _maybe_agent_answered(self, s: CallSession) -> None:
-        if s.agent_confirmed and s.agent_media and s.phase == "queued" and s.agent_id is not None:
-            self._acd_from_sip(acd.events.AgentAnswered(call_id=s.call_id, agent_id=s.agent_id))
 
     def _caller_gone(self, s: CallSession, code: int) -> None:
         now = self._now()
@@ -364,6 +449,8 @@ class Server:
         phase, s.phase = s.phase, "ended"
         if self.router.has_call(s.call_id):
             self._acd_from_sip(acd.events.CallerHungUp(call_id=s.call_id))
+        for rung in s.ringing.values():
+            self.endpoint.hangup(rung.leg)
         if s.agent_leg is not None:
             self.endpoint.hangup(s.agent_leg)
         self._finish_recordings(s)
@@ -412,14 +499,16 @@ class Server:
     def _ivr(self, s: CallSession, outputs: list[ivr.Output]) -> None:
         for out in outputs:
             match out:
-                case ivr.PlayPrompt(prompt=prompt, token=token):
+                case ivr.PlayPrompt(prompt=prompt, token=token, language=language):
                     s.playing = token
-                    self._spawn(self._play(s, prompt, token))
+                    self._spawn(self._play(s, prompt, token, language))
                 case ivr.StopPrompt(token=token):
                     if s.playing == token:
                         s.playing = None
                         self.endpoint.stop_play(s.leg)
-                case ivr.Enqueue(queue=queue, priority=priority, data=data):
+                case ivr.Enqueue(queue=queue, priority=priority, data=data, skills=skills):
+                    if skills:
+                        s.log.warning("queue_skills_ignored", queue=queue, skills=list(skills))
                     s.phase, s.queue, s.queued_at = "queued", queue, self._now()
                     self._acd(
                         acd.events.CallEnqueued(call_id=s.call_id, queue=queue, priority=priority, data=data)
@@ -431,13 +520,44 @@ class Server:
                     path = self.recordings / f"{s.call_id}-voicemail.wav"
                     if self._safely(s, self.endpoint.record, [(s.leg, path)]):
                         s.voicemail = path
+                case ivr.PauseRecording() | ivr.ResumeRecording():
+                    # only the caller leg records before an agent answers (voicemail)
+                    self.endpoint.pause_recording(s.leg, isinstance(out, ivr.PauseRecording))
+                case ivr.HttpLookup():
+                    self._spawn(self._lookup(s, out))
+                case ivr.RequestCallback():
+                    s.log.error("callback_unavailable", queue=out.queue)  # no EWT is supplied yet
                 case ivr.HangUp(reason=reason):
                     s.end_cause = s.end_cause or "ivr_hangup"
                     s.log.info("ivr_hangup", reason=reason)
                     self.endpoint.hangup(s.leg)
+                case _ if hasattr(out, "wire"):
+                    self.bus.publish(out)  # IvrInput, IvrEscalated, IvrInterrupted, SurveyAnswered
+                    if isinstance(out, ivr.SurveyAnswered):
+                        self.store.update(s.call_id, survey=dict(s.interp.survey))
                 case _:
-                    self.bus.publish(out)  # IvrInput, IvrEscalated
+                    s.log.error("ivr_action_unsupported", action=type(out).__name__)
         self._arm_call_timer(s)
+
+    async def _lookup(self, s: CallSession, req: ivr.HttpLookup) -> None:
+        """Run a flow's HTTP lookup; the interpreter times out on its own as well."""
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        reply: ivr.LookupResult | ivr.LookupFailed
+        try:
+            async with self._http.request(
+                req.method, req.url, json=req.json, timeout=aiohttp.ClientTimeout(total=req.timeout)
+            ) as resp:
+                body = await resp.json(content_type=None)
+                reply = ivr.LookupResult(request_id=req.request_id, status=resp.status, body=body)
+        except Exception as exc:  # timeout, refused, not JSON ...: the flow takes its fallback exit
+            reason = type(exc).__name__
+            s.log.warning(
+                "lookup_failed", url=req.url, reason=reason, **({} if req.sensitive else {"error": str(exc)})
+            )
+            reply = ivr.LookupFailed(request_id=req.request_id, reason=reason)
+        if s.phase != "ended":
+            self._ivr(s, s.interp.handle(reply, self._now()))
 
     def _safely(self, s: CallSession, fn: Any, *args: Any) -> bool:
         try:
@@ -460,8 +580,8 @@ class Server:
         if s.phase != "ended":
             self._ivr(s, s.interp.on_timer(self._now()))
 
-    async def _play(self, s: CallSession, prompt: ivr.Prompt, token: int) -> None:
-        wav = await self._resolve_prompt(prompt)
+    async def _play(self, s: CallSession, prompt: ivr.Prompt, token: int, language: str) -> None:
+        wav = await self._resolve_prompt(prompt, language)
         if s.playing != token or s.phase == "ended":
             return  # stopped, replaced or hung up while it was being found
         try:
@@ -470,15 +590,16 @@ class Server:
             s.log.error("play_failed", wav=str(wav), error=str(exc))
             self._on_telephony(tev.PlaybackFinished(leg_id=s.leg, token=token))
 
-    async def _resolve_prompt(self, prompt: ivr.Prompt) -> Path:
+    async def _resolve_prompt(self, prompt: ivr.Prompt, language: str = "") -> Path:
+        """The WAV: `<dir>/<language>/<id>.wav`, then `<dir>/<id>.wav`, in each prompt
+        directory in order; else the text through the TTS fallback; else a tone."""
         if prompt.id is not None:
-            if prompt.id not in self._prompt_paths:
-                found = next(
-                    (d / f"{prompt.id}.wav" for d in self.prompt_dirs if (d / f"{prompt.id}.wav").is_file()),
-                    None,
-                )
-                self._prompt_paths[prompt.id] = found
-            path = self._prompt_paths[prompt.id]
+            key = (prompt.id, language)
+            if key not in self._prompt_paths:
+                names = ([f"{language}/{prompt.id}.wav"] if language else []) + [f"{prompt.id}.wav"]
+                candidates = (d / name for d in self.prompt_dirs for name in names)
+                self._prompt_paths[key] = next((c for c in candidates if c.is_file()), None)
+            path = self._prompt_paths[key]
             if path is not None:
                 return path
         if prompt.text:
@@ -503,28 +624,38 @@ class Server:
         self._run_acd(self.router.on_timer(self._now()))
 
     def _run_acd(self, outputs: list[acd.events.Output]) -> None:
+        moved: set[str] = set()  # queues whose line changed
         for out in outputs:
             match out:
                 case acd.events.RingAgent(call_id=cid, agent_id=aid, contact=contact):
                     s = self.calls[cid]
-                    s.agent_id, s.agent_confirmed, s.agent_media = aid, False, False
-                    s.agent_leg = self.endpoint.dial(
-                        contact, {"X-Hotline-Call-Id": cid, "X-Hotline-Caller": s.caller}
-                    )
-                    self._by_leg[s.agent_leg] = s
-                case acd.events.CancelRing(call_id=cid):
-                    s = self.calls[cid]
-                    if s.agent_leg is not None:
-                        s.cancelled_legs.add(s.agent_leg)
-                        self.endpoint.hangup(s.agent_leg)
-                        s.agent_leg = None
-                case acd.events.BridgeCall(call_id=cid):
-                    self._bridge(self.calls[cid])
+                    s.agent_id = aid
+                    headers = {"X-Hotline-Call-Id": cid, "X-Hotline-Caller": s.caller}
+                    leg = self.endpoint.dial(contact, headers)
+                    s.ringing[aid] = AgentLeg(agent_id=aid, leg=leg)
+                    self._by_leg[leg] = s
+                    moved.add(s.queue or "")
+                case acd.events.CancelRing(call_id=cid, agent_id=aid):
+                    rung = self.calls[cid].ringing.pop(aid, None)
+                    if rung is not None:
+                        self.endpoint.hangup(rung.leg)
+                case acd.events.BridgeCall(call_id=cid, agent_id=aid):
+                    self._bridge(self.calls[cid], aid)
+                case acd.events.OverflowCall(call_id=cid, kind=kind, target=target):
+                    self._overflow(self.calls[cid], str(kind), target)
                 case acd.events.CallConnected():
                     self.calls[out.call_id].connected_at = self._now()
                     self.bus.publish(out)
+                case acd.events.CallQueued(call_id=cid, queue=queue):
+                    self.calls[cid].queue = queue  # may be an overflow queue
+                    moved.add(queue)
+                    self.bus.publish(out)
+                case acd.events.CallAbandoned() | acd.events.CallOverflowed():
+                    moved.add(out.queue)
+                    self.bus.publish(out)
                 case _:
                     self.bus.publish(out)
+        self._tell_positions(moved)
         deadline = self.router.next_deadline()
         if self._router_timer is not None:
             self._router_timer.cancel()
@@ -532,18 +663,43 @@ class Server:
         if deadline is not None and self._loop is not None:
             self._router_timer = self._loop.call_at(deadline, self._router_tick)
 
-    def _bridge(self, s: CallSession) -> None:
-        assert s.agent_leg is not None
+    def _tell_positions(self, queues: set[str]) -> None:
+        """Keep each waiting caller's IVR told of their place in line (for announcements)."""
+        for queue in queues:
+            if queue not in self.router.queues:
+                continue
+            for position, cid in enumerate(self.router.waiting(queue), start=1):
+                s = self.calls.get(cid)
+                if s is not None and s.phase == "queued" and s.position != position:
+                    s.position = position
+                    update = ivr.VariablesUpdated(values={"queue.position": position})
+                    self._ivr(s, s.interp.handle(update, self._now()))
+
+    def _overflow(self, s: CallSession, kind: str, target: str) -> None:
+        """The ACD gave the caller up to a non-queue target: only voicemail is offered now."""
+        s.log.info("overflow", kind=kind, target=target, queue=s.queue)
+        self._ivr(s, s.interp.handle(ivr.AgentConnected(), self._now()))  # the IVR's part is over
+        s.playing = None
+        self.endpoint.stop_play(s.leg)
+        s.phase = "voicemail"
+        s.end_cause = "overflow_voicemail"
+        path = self.recordings / f"{s.call_id}-voicemail.wav"
+        if self._safely(s, self.endpoint.record, [(s.leg, path)]):
+            s.voicemail = path
+
+    def _bridge(self, s: CallSession, agent_id: str) -> None:
+        rung = s.ringing.pop(agent_id)
+        s.agent_id, s.agent_leg = agent_id, rung.leg
         s.phase = "connected"
         self._ivr(s, s.interp.handle(ivr.AgentConnected(), self._now()))
         s.playing = None
         self.endpoint.stop_play(s.leg)
-        if not self._safely(s, self.endpoint.bridge, s.leg, s.agent_leg):
+        if not self._safely(s, self.endpoint.bridge, s.leg, rung.leg):
             self.endpoint.hangup(s.leg)
             return
         parts = self.recordings / ".parts"
         caller_part, agent_part = parts / f"{s.call_id}-caller.wav", parts / f"{s.call_id}-agent.wav"
-        if self._safely(s, self.endpoint.record, [(s.leg, caller_part), (s.agent_leg, agent_part)]):
+        if self._safely(s, self.endpoint.record, [(s.leg, caller_part), (rung.leg, agent_part)]):
             s.recording = (caller_part, agent_part, self.recordings / f"{s.call_id}.wav")
 
     def _finish_recordings(self, s: CallSession) -> None:

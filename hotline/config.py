@@ -92,13 +92,34 @@ class PromptsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RelaxConfig:
+    after: float  # seconds of waiting after which this step applies
+    min_level: int = 0  # lower every skill minimum to at most this level (0 = unchanged)
+    drop: tuple[str, ...] = ()  # skills no longer required
+
+
+@dataclass(frozen=True, slots=True)
+class OverflowConfig:
+    kind: str  # "queue" or "voicemail"
+    target: str = ""  # the queue's name (kind queue)
+
+
+@dataclass(frozen=True, slots=True)
 class QueueConfig:
     name: str
-    skills: tuple[str, ...] = ()  # an agent needs all of them
+    skills: tuple[str, ...] | dict[str, int] = ()  # names, or name -> minimum proficiency 1-5
+    strategy: str = "longest_idle"  # longest_idle, fewest_calls, round_robin, ring_all, best_proficiency
     ring_timeout: float = 15.0  # seconds an agent rings before the next is tried
     wrap_up: float = 5.0  # seconds after each call before the agent is offered another
     max_no_answer: int = 3  # consecutive unanswered offers before the agent goes not-ready
     retry_delay: float = 5.0  # seconds before the same agent is offered the same call again
+    aging_seconds: float = 60.0  # seconds of waiting worth one priority level (0 = strict priority)
+    relax: tuple[RelaxConfig, ...] = ()  # skill relaxation steps by waiting time
+    max_wait: float = 0.0  # seconds in line before on_max_wait applies (0 = no limit)
+    max_waiting: int = 0  # callers held before on_full applies (0 = no limit)
+    on_max_wait: OverflowConfig | None = None
+    on_full: OverflowConfig | None = None
+    on_no_agents: OverflowConfig | None = None  # when no logged-in agent can serve the queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +127,9 @@ class AgentConfig:
     id: str
     contact: str  # SIP URI rung for offers; agent.login may override it
     name: str = ""
-    skills: tuple[str, ...] = ()
+    skills: tuple[str, ...] | dict[str, int] = ()  # names (proficiency 5) or name -> proficiency 1-5
+    queues: dict[str, int] | None = None  # queue -> this agent's priority for it (higher first)
+    wrap_up: float = -1.0  # seconds of wrap-up after each call; -1 = the queue's
     autologin: bool = False  # log in and go ready at start-up
 
 
@@ -159,9 +182,20 @@ def _build(cls: type[Any], table: Any, where: str) -> Any:
 
 
 def _value(hint: Any, value: Any, where: str) -> Any:
-    if typing.get_origin(hint) in (types.UnionType, typing.Union):  # X | None: a TOML value is never None
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):  # a TOML value is never None
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        for option in options[:-1]:
+            try:
+                return _value(option, value, where)
+            except ConfigError:
+                continue
+        hint = options[-1]
     origin = typing.get_origin(hint)
+    if origin is dict:
+        _key, item_hint = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table like {{ name = 1 }}")
+        return {str(k): _value(item_hint, v, f"{where}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(hint):
         return _build(typing.cast(type[Any], hint), value, where)
     if origin is tuple:
@@ -193,6 +227,21 @@ def _check(config: Config, where: str) -> None:
     queues = {q.name for q in config.acd.queues}
     if len(queues) != len(config.acd.queues):
         raise ConfigError(f"{where}: two [[acd.queues]] share a name")
+    for q in config.acd.queues:
+        for label, flow in (
+            ("on_max_wait", q.on_max_wait),
+            ("on_full", q.on_full),
+            ("on_no_agents", q.on_no_agents),
+        ):
+            if flow is None:
+                continue
+            if flow.kind not in ("queue", "voicemail"):
+                raise ConfigError(
+                    f"{where}: queue {q.name}: {label} kind '{flow.kind}' is not available; "
+                    "use queue or voicemail"
+                )
+            if flow.kind == "queue" and flow.target not in queues:
+                raise ConfigError(f"{where}: queue {q.name}: {label} target '{flow.target}' is not a queue")
     ids = [a.id for a in config.acd.agents]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{where}: two [[acd.agents]] share an id")

@@ -33,9 +33,13 @@ CREATE TABLE IF NOT EXISTS calls (
     ivr_path         TEXT,               -- JSON list of node names
     inputs           TEXT,               -- JSON list of IVR inputs
     recording_path   TEXT,
-    recording_sha256 TEXT
+    recording_sha256 TEXT,
+    survey           TEXT                -- JSON: question -> score 1-5
 );
 """
+
+# columns added after a database was first created: (name, SQL type)
+MIGRATIONS = [("survey", "TEXT")]
 
 COLUMNS = {
     "sip_call_id",
@@ -57,6 +61,7 @@ COLUMNS = {
     "inputs",
     "recording_path",
     "recording_sha256",
+    "survey",
 }
 
 
@@ -75,6 +80,11 @@ class CallStore:
         self._db = await aiosqlite.connect(self.path)
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.executescript(SCHEMA)
+        async with self._db.execute("PRAGMA table_info(calls)") as cur:
+            have = {row[1] for row in await cur.fetchall()}
+        for name, sqltype in MIGRATIONS:
+            if name not in have:
+                await self._db.execute(f"ALTER TABLE calls ADD COLUMN {name} {sqltype}")
         await self._db.commit()
         self._writer = asyncio.create_task(self._write_loop())
 

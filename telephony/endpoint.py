@@ -117,13 +117,14 @@ class _Call(pj.Call):  # type: ignore[misc]
 class _Leg:
     """Our bookkeeping for one pjsua2 call: the call and the media attached to it."""
 
-    __slots__ = ("call", "player", "player_token", "recorders")
+    __slots__ = ("call", "paused", "player", "player_token", "recorders")
 
     def __init__(self, call: _Call) -> None:
         self.call = call
         self.player: pj.AudioMediaPlayer | None = None
         self.player_token = 0
-        self.recorders: list[pj.AudioMediaRecorder] = []
+        self.recorders: list[pj.AudioMediaRecorder] = []  # fed by this leg's audio
+        self.paused = False
 
 
 class Endpoint:
@@ -367,6 +368,17 @@ class Endpoint:
         for leg, rec, media in made:
             media.startTransmit(rec)
             leg.recorders.append(rec)
+
+    def pause_recording(self, leg_id: str, paused: bool) -> None:
+        """Stop (or resume) feeding this leg's audio to its recorders, e.g. while secure
+        digits are entered. The recorder keeps its place; nothing of the gap is written."""
+        leg = self._legs.get(leg_id)
+        if leg is None or leg.paused == paused or not leg.recorders:
+            return
+        media = leg.call.getAudioMedia(-1)
+        for rec in leg.recorders:
+            (media.stopTransmit if paused else media.startTransmit)(rec)
+        leg.paused = paused
 
     def stop_recording(self, leg_id: str) -> None:
         """Close every recorder on a leg (files are complete once this returns)."""
