@@ -198,6 +198,21 @@ class Server:
             )
         )
         self.router = acd.build_router(queue_specs(config), agent_specs(config))
+        st = config.stats
+        # statistics run on wall-clock seconds, so roll-up rows start on real quarter hours
+        self.stats = acd.build_statistics(
+            queue_specs(config),
+            agent_specs(config),
+            acd.StatsConfig(
+                service_level_threshold=st.service_level_threshold,
+                service_level_target=st.service_level_target,
+                short_abandon_threshold=st.short_abandon_threshold,
+                interval=st.interval,
+            ),
+            now=time.time(),
+        )
+        self._stats_timer: asyncio.TimerHandle | None = None
+        self._stats_publish: asyncio.TimerHandle | None = None
         self.prompt_dirs = [config.path(d) for d in config.prompts.directories]
         self.flows, self.flow = load_flows(config, self.prompt_dirs)
         self.store = CallStore(config.path(config.storage.database))
@@ -270,6 +285,11 @@ class Server:
             if self.mqtt is not None:
                 self.mqtt.start()
             self.endpoint.start()
+            self._stats_tick()
+            if self.config.stats.publish_every > 0:
+                self._stats_publish = self._loop.call_later(
+                    self.config.stats.publish_every, self._publish_stats
+                )
         except Exception as exc:
             await self.stop()
             raise StartError(_start_failure(exc, self.config)) from exc
@@ -290,8 +310,9 @@ class Server:
         for session in list(self.calls.values()):
             session.end_cause = session.end_cause or "shutdown"
         await self.endpoint.shutdown()
-        if self._router_timer is not None:
-            self._router_timer.cancel()
+        for timer in (self._router_timer, self._stats_timer, self._stats_publish):
+            if timer is not None:
+                timer.cancel()
         if self._background:
             await asyncio.wait(self._background, timeout=10)
         await self.cti.stop()
@@ -623,8 +644,28 @@ class Server:
         self._router_timer = None
         self._run_acd(self.router.on_timer(self._now()))
 
+    def _stats_tick(self) -> None:
+        """Close finished roll-up intervals, save their rows, and wake up at the next boundary."""
+        assert self._loop is not None
+        self.stats.on_timer(time.time())
+        self.store.save_intervals(
+            "queue_intervals", "queue", [r.as_dict() for r in self.stats.take_intervals()]
+        )
+        agent_rows = [r.as_dict() for r in self.stats.take_agent_intervals()]
+        self.store.save_intervals("agent_intervals", "agent_id", agent_rows)
+        delay = max(0.0, self.stats.next_deadline() - time.time()) + 0.001
+        self._stats_timer = self._loop.call_later(delay, self._stats_tick)
+
+    def _publish_stats(self) -> None:
+        assert self._loop is not None
+        wall = time.time()
+        for queue in self.router.queues:
+            self.bus.publish(hev.QueueStats(queue=queue, figures=self.stats.queue_figures(queue, wall)))
+        self._stats_publish = self._loop.call_later(self.config.stats.publish_every, self._publish_stats)
+
     def _run_acd(self, outputs: list[acd.events.Output]) -> None:
         moved: set[str] = set()  # queues whose line changed
+        self.stats.observe_all(outputs, time.time())
         for out in outputs:
             match out:
                 case acd.events.RingAgent(call_id=cid, agent_id=aid, contact=contact):

@@ -121,11 +121,16 @@ def main(argv: list[str] | None = None) -> int:
     diagram.add_argument("flow", help="a flow file")
     diagram.set_defaults(func=_diagram)
     sub.add_parser("simulate", help="run the ACD core on a simulated load; `hotline simulate --help`")
+    sub.add_parser("report", help="queue figures per 15-minute interval; `hotline report --help`")
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["simulate"]:  # the simulator owns its options
+    if argv[:1] == ["simulate"]:  # these own their options
         import acd
 
         return int(acd.simulator.main(argv[1:]))
+    if argv[:1] == ["report"]:
+        from .report import main as report
+
+        return report(argv[1:])
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -68,6 +68,15 @@ class MqttConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StatsConfig:
+    service_level_threshold: float = 20.0  # seconds: answered within this counts as in service level
+    service_level_target: float = 0.80  # 0..1, reported beside the figures (80/20)
+    short_abandon_threshold: float = 5.0  # seconds: abandons sooner than this are "short", counted apart
+    interval: float = 900.0  # seconds per roll-up row written to the database (15 minutes)
+    publish_every: float = 30.0  # seconds between queue.stats events (0 = never)
+
+
+@dataclass(frozen=True, slots=True)
 class StorageConfig:
     database: str = "hotline.db"  # SQLite file for call records
 
@@ -149,6 +158,7 @@ class Config:
     flows: FlowsConfig = field(default_factory=FlowsConfig)
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
     acd: AcdConfig = field(default_factory=AcdConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
     mqtt: MqttConfig | None = None  # no [mqtt] table: nothing MQTT runs
     base_dir: Path = Path(".")  # the config file's directory; not a TOML key
 

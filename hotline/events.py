@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,3 +56,14 @@ class RecordingFailed:
     call_id: str
     kind: str
     error: str  # what went wrong, for an operator
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueStats:
+    """A queue's live figures since the last reset (docs/acd-statistics.md)."""
+
+    wire: ClassVar[str] = "queue.stats"
+    queue: str
+    figures: Mapping[
+        str, Any
+    ]  # offered, answered, abandoned, sl_*, asa, aht, longest wait, agents by state ...

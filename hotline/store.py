@@ -38,6 +38,23 @@ CREATE TABLE IF NOT EXISTS calls (
 );
 """
 
+INTERVALS = """
+CREATE TABLE IF NOT EXISTS queue_intervals (
+    queue   TEXT NOT NULL,
+    start   REAL NOT NULL,   -- epoch seconds, on an interval boundary
+    "end"   REAL NOT NULL,   -- epoch seconds
+    data    TEXT NOT NULL,   -- JSON: every figure of acd.IntervalRow
+    PRIMARY KEY (queue, start)
+);
+CREATE TABLE IF NOT EXISTS agent_intervals (
+    agent_id TEXT NOT NULL,
+    start    REAL NOT NULL,
+    "end"    REAL NOT NULL,
+    data     TEXT NOT NULL,  -- JSON: every figure of acd.AgentIntervalRow
+    PRIMARY KEY (agent_id, start)
+);
+"""
+
 # columns added after a database was first created: (name, SQL type)
 MIGRATIONS = [("survey", "TEXT")]
 
@@ -79,7 +96,7 @@ class CallStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = await aiosqlite.connect(self.path)
         await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.executescript(SCHEMA)
+        await self._db.executescript(SCHEMA + INTERVALS)
         async with self._db.execute("PRAGMA table_info(calls)") as cur:
             have = {row[1] for row in await cur.fetchall()}
         for name, sqltype in MIGRATIONS:
@@ -133,6 +150,13 @@ class CallStore:
     @staticmethod
     def _values(fields: dict[str, Any]) -> list[Any]:
         return [json.dumps(v) if isinstance(v, list | dict) else v for v in fields.values()]
+
+    def save_intervals(self, table: str, key: str, rows: list[dict[str, Any]]) -> None:
+        """Queue roll-up rows (queue_intervals by queue, agent_intervals by agent_id)."""
+        assert table in ("queue_intervals", "agent_intervals") and key in ("queue", "agent_id")
+        for row in rows:
+            sql = f'INSERT OR REPLACE INTO {table} ({key}, start, "end", data) VALUES (?, ?, ?, ?)'
+            self._writes.put_nowait((sql, (row[key], row["start"], row["end"], json.dumps(row))))
 
     async def flush(self) -> None:
         """Wait until every queued write is applied (tests, shutdown)."""

@@ -22,6 +22,7 @@ EVENTS: tuple[type, ...] = (
     hev.CallEnded,
     hev.RecordingReady,
     hev.RecordingFailed,
+    hev.QueueStats,
     ivr.IvrInput,
     ivr.IvrEscalated,
     ivr.IvrInterrupted,
