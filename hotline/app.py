@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import secrets
 import signal
 import time
@@ -57,6 +58,22 @@ def _start_failure(exc: Exception, config: Config) -> str:
     if type(exc).__name__ == "TelephonyError":
         return f"{exc}; is SIP port {config.sip.port} in use? Stop the other process or set [sip] port"
     return f"{type(exc).__name__}: {exc}"
+
+
+def mask_number(number: str, how: str) -> str:
+    """Caller numbers for downstream systems: "none" keeps it, "last4" keeps the last
+    four digits, "all" hides it."""
+    if how == "none" or not number:
+        return number
+    if how == "last4" and len(number) > 4:
+        return "*" * (len(number) - 4) + number[-4:]
+    return "*" * len(number)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".json.partial")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False))
+    tmp.replace(path)
 
 
 def queue_specs(config: Config) -> list[acd.QueueSpec]:
@@ -180,6 +197,7 @@ class CallSession:
     agent_leg: str | None = None  # the leg of the agent talking
     ringing: dict[str, AgentLeg] = field(default_factory=dict)  # agent id -> leg being rung
     position: int | None = None  # place in line last told to the IVR
+    keywords: list[dict[str, str]] = field(default_factory=list)  # keyword interrupts hit
     playing: int | None = None  # token of the prompt the caller hears
     timer: asyncio.TimerHandle | None = None
     recording: tuple[Path, Path, Path] | None = None  # caller part, agent part, final
@@ -474,10 +492,27 @@ class Server:
             self.endpoint.hangup(rung.leg)
         if s.agent_leg is not None:
             self.endpoint.hangup(s.agent_leg)
-        self._finish_recordings(s)
         answered = s.answered_at or now
         queued = s.queued_at
         connected = s.connected_at
+        wait = ((connected or now) - queued) if queued is not None else 0.0
+        talk = (now - connected) if connected is not None else 0.0
+        summary = {
+            "caller": mask_number(s.caller, self.config.cti.caller_mask),
+            "service_code": None,
+            "profile_tier": None,
+            "ivr_path": list(s.interp.path),
+            "inputs": [dict(i) for i in s.interp.inputs],  # secure entries are already masked
+            "keywords": list(s.keywords),
+            "escalation": s.interp.escalation,
+            "queue": s.queue,
+            "wait_seconds": round(wait, 3),
+            "agent_id": s.agent_id if connected is not None else None,
+            "talk_seconds": round(talk, 3),
+            "disposition": cause,
+            "survey": dict(s.interp.survey) or None,
+        }
+        self._finish_recordings(s, summary)
         ended = hev.CallEnded(
             call_id=s.call_id,
             cause=cause,
@@ -486,8 +521,9 @@ class Server:
             agent_id=s.agent_id,
             total_seconds=now - s.started,
             ivr_seconds=(queued or now) - answered if s.answered_at else 0.0,
-            wait_seconds=((connected or now) - queued) if queued is not None else 0.0,
-            talk_seconds=(now - connected) if connected is not None else 0.0,
+            wait_seconds=wait,
+            talk_seconds=talk,
+            summary=summary,
         )
         self.bus.publish(ended)
         self.store.update(
@@ -554,6 +590,8 @@ class Server:
                     self.endpoint.hangup(s.leg)
                 case _ if hasattr(out, "wire"):
                     self.bus.publish(out)  # IvrInput, IvrEscalated, IvrInterrupted, SurveyAnswered
+                    if isinstance(out, ivr.IvrInterrupted):
+                        s.keywords.append({"node": out.node, "input": out.input, "reason": out.reason})
                     if isinstance(out, ivr.SurveyAnswered):
                         self.store.update(s.call_id, survey=dict(s.interp.survey))
                 case _:
@@ -743,22 +781,40 @@ class Server:
         if self._safely(s, self.endpoint.record, [(s.leg, caller_part), (rung.leg, agent_part)]):
             s.recording = (caller_part, agent_part, self.recordings / f"{s.call_id}.wav")
 
-    def _finish_recordings(self, s: CallSession) -> None:
-        """Close the recorders now; merge and checksum off the loop thread."""
+    def _finish_recordings(self, s: CallSession, summary: dict[str, Any]) -> None:
+        """Close the recorders now; merge, verify and checksum off the loop thread."""
         if s.recording is not None:
             self.endpoint.stop_recording(s.leg)
             if s.agent_leg is not None:
                 self.endpoint.stop_recording(s.agent_leg)
-            self._spawn(self._publish_recording(s.call_id, *s.recording))
+            sidecar = {
+                "call_id": s.call_id,
+                "service_code": summary["service_code"],
+                "caller": summary["caller"],
+                "queue": s.queue,
+                "agent_id": s.agent_id,
+                "started": cti_bridge.iso_utc(time.time() - (self._now() - (s.connected_at or self._now()))),
+                "flow": s.interp.flow.name,
+                "flow_version": s.interp.flow.version,
+                "ivr_inputs": summary["inputs"],
+                "channels": {"left": "caller", "right": "agent"},
+                "gaps": [],  # recording pauses (secure entry while recording): none so far
+            }
+            self._spawn(self._publish_recording(s.call_id, *s.recording, sidecar))
             s.recording = None
         if s.voicemail is not None:
             self.endpoint.stop_recording(s.leg)
             self._spawn(self._publish_voicemail(s.call_id, s.voicemail))
             s.voicemail = None
 
-    async def _publish_recording(self, call_id: str, left: Path, right: Path, final: Path) -> None:
+    async def _publish_recording(
+        self, call_id: str, left: Path, right: Path, final: Path, sidecar: dict[str, Any]
+    ) -> None:
         try:
             result = await asyncio.to_thread(telephony.merge_stereo, left, right, final)
+            sidecar.update(seconds=round(result.seconds, 3), sha256=result.sha256, file=final.name)
+            side = final.with_suffix(".json")
+            await asyncio.to_thread(_write_json, side, sidecar)
         except Exception as exc:
             log.error("recording_failed", call_id=call_id, error=str(exc))
             self.bus.publish(hev.RecordingFailed(call_id=call_id, kind="call", error=str(exc)))
@@ -774,6 +830,7 @@ class Server:
                 seconds=result.seconds,
                 channels=result.channels,
                 sha256=result.sha256,
+                sidecar=str(side.resolve()),
             )
         )
 

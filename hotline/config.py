@@ -55,6 +55,7 @@ class CtiConfig:
     tokens: tuple[TokenConfig, ...] = ()
     retain_seconds: float = 604800.0  # events kept for `since` replay: 7 days ...
     retain_events: int = 1_000_000  # ... and at most this many
+    caller_mask: str = "none"  # caller numbers in call.ended summaries and sidecars: none, last4, all
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +262,8 @@ def _check(config: Config, where: str) -> None:
     for t in config.sip.transports:
         if t not in ("udp", "tcp"):
             raise ConfigError(f"{where}: sip.transports: '{t}' is not one of udp, tcp")
+    if config.cti.caller_mask not in ("none", "last4", "all"):
+        raise ConfigError(f"{where}: cti.caller_mask must be none, last4 or all")
     if config.server.log_format not in ("auto", "json", "console"):
         raise ConfigError(f"{where}: server.log_format must be auto, json or console")
     for token in config.cti.tokens:

@@ -37,6 +37,9 @@ class CallEnded:
     ivr_seconds: float  # answer to enqueue (or to end, if never queued)
     wait_seconds: float  # enqueue to agent answer (or to end, if never connected)
     talk_seconds: float  # agent answer to end
+    summary: Mapping[
+        str, Any
+    ]  # for ticketing: caller (masked), IVR path and inputs, keywords, escalation, survey
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,6 +51,7 @@ class RecordingReady:
     seconds: float  # duration
     channels: int
     sha256: str  # of the file, hex
+    sidecar: str = ""  # absolute path of the JSON sidecar (calls only)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -3,6 +3,7 @@ the real server process, a real CTI client, the recording and the call record.""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import wave
 from collections.abc import AsyncIterator
@@ -94,7 +95,10 @@ async def test_call_reaches_agent_with_events_recording_and_record(cti: Any, tmp
     by_name = {e["event"]: e for e in client.events if e["call_id"] == call_id}
     ivr_input = by_name["ivr.input"]["data"]
     assert (ivr_input["node"], ivr_input["mode"], ivr_input["input"], ivr_input["result"]) == (
-        "main_menu", "dtmf", "1", "match",
+        "main_menu",
+        "dtmf",
+        "1",
+        "match",
     )
     assert by_name["call.queued"]["data"]["queue"] == "sales"
     offered = by_name["agent.offered"]["data"]
@@ -116,6 +120,18 @@ async def test_call_reaches_agent_with_events_recording_and_record(cti: Any, tmp
     import hashlib
 
     assert hashlib.sha256(path.read_bytes()).hexdigest() == ready["data"]["sha256"]
+    sidecar = json.loads(Path(ready["data"]["sidecar"]).read_text())
+    assert sidecar["call_id"] == call_id and sidecar["sha256"] == ready["data"]["sha256"]
+    assert sidecar["channels"] == {"left": "caller", "right": "agent"}
+    assert (
+        sidecar["agent_id"] == "1001"
+        and sidecar["flow_version"] == by_name["call.offered"]["data"]["flow_version"]
+    )
+    assert [i["input"] for i in sidecar["ivr_inputs"]] == ["1"]
+    summary = ended["summary"]  # what a ticketing system pre-fills a ticket from
+    assert summary["caller"] == "5551234" and summary["disposition"] == "caller_hangup"
+    assert summary["ivr_path"] == ["greeting", "main_menu", "sales"] and summary["agent_id"] == "1001"
+    assert summary["talk_seconds"] > 3 and summary["queue"] == "sales"
     # the call record
     agent_sipp.wait(20)
     row = (
