@@ -70,6 +70,35 @@ class AgentHungUp:
     agent_id: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackRequested:
+    """The caller waiting as ``call_id`` accepted a callback (they keep their place and
+    hang up next), or, with ``queue`` set and a new ``call_id``, a callback made from CTI."""
+
+    call_id: str  # a waiting caller's call id, or a new id for a callback made directly
+    number: str  # customer number to dial, as the adapter dials it (E.164 or SIP URI)
+    queue: str | None = None  # queue name: required for a new callback; else it must match
+    priority: int = 0  # new callbacks only; a waiting caller keeps their priority
+    data: Mapping[str, Any] = field(default_factory=dict)  # screen-pop data, merged over the caller's
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackAnswered:
+    call_id: str  # the customer answered the DialCallback for this call
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackFailed:
+    call_id: str  # the DialCallback for this call did not reach the customer
+    cause: str  # "no_answer", "busy", "rejected", "unreachable", ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackCancelled:
+    call_id: str  # a pending callback (not while its customer is being dialled)
+    reason: str = "cancelled"  # why, e.g. "cancelled" (CTI), "customer_called_in"
+
+
 Input = (
     AgentLoggedIn
     | AgentBecameReady
@@ -80,6 +109,10 @@ Input = (
     | AgentRingFailed
     | CallerHungUp
     | AgentHungUp
+    | CallbackRequested
+    | CallbackAnswered
+    | CallbackFailed
+    | CallbackCancelled
 )
 
 
@@ -91,6 +124,7 @@ class CallQueued:
     queue: str
     priority: int  # higher is served first
     position: int  # 1 = next in line
+    ewt: float | None = None  # seconds, estimated wait from now (see docs/acd.md); None: no estimate
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,6 +136,7 @@ class AgentOffered:
     contact: str  # SIP URI being rung
     attempt: int  # 1 for the first agent rung for this call
     data: Mapping[str, Any]  # screen-pop: what the IVR learned
+    callback: bool = False  # true: a callback; the customer is dialled once this agent answers
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,6 +185,74 @@ class CallOverflowed:
     wait_seconds: float  # from enqueue in ``queue`` to the overflow, seconds
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackRegistered:
+    """A callback entered (or, restored after a restart, re-entered) a queue."""
+
+    wire: ClassVar[str] = "callback.requested"
+    call_id: str
+    queue: str
+    number: str  # customer number to dial
+    priority: int  # higher is served first
+    position: int | None  # 1 = next in line; None while waiting for a retry
+    ewt: float | None  # seconds, estimated wait from now; None: no estimate
+    restored: bool  # true: reloaded from persistence by restore_callbacks
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackOffered:
+    """An agent was reserved and is being rung for a callback (agent-first)."""
+
+    wire: ClassVar[str] = "callback.offered"
+    call_id: str
+    agent_id: str
+    queue: str
+    attempt: int  # the customer dial attempt that follows if the agent answers, 1-based
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackDialing:
+    wire: ClassVar[str] = "callback.dialing"
+    call_id: str
+    agent_id: str  # the agent who answered and waits on the line
+    queue: str
+    number: str  # customer number being dialled
+    attempt: int  # customer dial attempt, 1-based
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackConnected:
+    wire: ClassVar[str] = "callback.connected"
+    call_id: str
+    agent_id: str
+    queue: str
+    attempt: int  # customer dial attempt that reached them, 1-based
+    wait_seconds: float  # from entering the queue to the customer answering, seconds
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackAttemptFailed:
+    wire: ClassVar[str] = "callback.failed"
+    call_id: str
+    agent_id: str  # the agent who was released
+    queue: str
+    attempt: int  # customer dial attempt that failed, 1-based (agent_hung_up: not counted)
+    cause: str  # "no_answer", "busy", ... as the adapter reported, or "agent_hung_up"
+    retry_in: float | None  # seconds until the next attempt may start; None: given up
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackAbandoned:
+    """A callback left the queue unserved: every attempt failed, or it was cancelled."""
+
+    wire: ClassVar[str] = "callback.abandoned"
+    call_id: str
+    queue: str
+    reason: str  # "max_attempts", or the CallbackCancelled reason
+    attempts: int  # customer dial attempts made
+    wait_seconds: float  # from entering the queue to now, seconds
+
+
 Event = (
     CallQueued
     | AgentOffered
@@ -158,6 +261,12 @@ Event = (
     | CallAbandoned
     | AgentStateChanged
     | CallOverflowed
+    | CallbackRegistered
+    | CallbackOffered
+    | CallbackDialing
+    | CallbackConnected
+    | CallbackAttemptFailed
+    | CallbackAbandoned
 )
 
 
@@ -168,6 +277,7 @@ class RingAgent:
     agent_id: str
     contact: str  # SIP URI to dial
     timeout: float  # seconds; the core also times it and sends CancelRing
+    callback_number: str | None = None  # set for a callback: the number dialled once the agent answers
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -192,5 +302,16 @@ class OverflowCall:
     target: str  # mailbox, callback queue or flow node id
 
 
-Action = RingAgent | CancelRing | BridgeCall | OverflowCall
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DialCallback:
+    """The agent answered a callback ring and waits on the line: dial the customer, then
+    report CallbackAnswered (and bridge on BridgeCall) or CallbackFailed."""
+
+    call_id: str
+    number: str  # customer number to dial
+    agent_id: str  # the agent (already on call) to bridge the customer to
+    attempt: int  # customer dial attempt, 1-based
+
+
+Action = RingAgent | CancelRing | BridgeCall | OverflowCall | DialCallback
 Output = Event | Action

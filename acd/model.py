@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 class AgentState(enum.StrEnum):
@@ -29,6 +30,7 @@ class Trigger(enum.StrEnum):
     ANSWERED_ELSEWHERE = "answered_elsewhere"  # ring-all: another agent answered first
     HANGUP = "hangup"
     WRAP_UP_DONE = "wrap_up_done"
+    CALLBACK_FAILED = "callback_failed"  # the customer of a callback was not reached
 
 
 S, T = AgentState, Trigger
@@ -45,7 +47,7 @@ TRANSITIONS: dict[AgentState, dict[Trigger, AgentState]] = {
         T.CALLER_GONE: S.AVAILABLE,
         T.ANSWERED_ELSEWHERE: S.AVAILABLE,
     },
-    S.ON_CALL: {T.HANGUP: S.WRAP_UP},
+    S.ON_CALL: {T.HANGUP: S.WRAP_UP, T.CALLBACK_FAILED: S.AVAILABLE},
     S.WRAP_UP: {
         T.WRAP_UP_DONE: S.AVAILABLE,
         T.READY: S.AVAILABLE,
@@ -131,6 +133,10 @@ class QueueSpec:
     on_max_wait: Overflow | None = None  # where a caller goes after ``max_wait``
     on_full: Overflow | None = None  # where an arriving caller goes when the queue is full
     on_no_agents: Overflow | None = None  # where callers go when no logged-in agent can serve
+    callback_retry_delay: float = 300.0  # seconds between two dial attempts of one callback
+    callback_max_attempts: int = 3  # customer dial attempts before a callback is given up
+    default_aht: float = 180.0  # seconds: the EWT handle-time average before any call is handled
+    aht_smoothing: float = 0.02  # 0..1: weight of each handled call in that moving average
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +149,50 @@ class AgentSpec:
     #: skills the agent has, all at priority 0.
     queues: Mapping[str, int] | None = None
     wrap_up: float | None = None  # seconds of wrap-up after each call; None = the queue's
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackRecord:
+    """A pending callback as plain JSON-able data, for the adapter to persist and restore
+    (:meth:`acd.Router.pending_callbacks`, :meth:`acd.Router.restore_callbacks`)."""
+
+    call_id: str  # the callback's call id (the original caller's, or the one CTI gave)
+    queue: str  # queue name
+    number: str  # customer number to dial, as the adapter dials it
+    priority: int  # caller priority (ages as usual)
+    data: Mapping[str, Any]  # screen-pop data; JSON-able when the IVR's data is
+    waited: float  # seconds in line when exported (from entering the queue); restore keeps it
+    attempts: int  # customer dial attempts already made
+    retry_in: float  # seconds until the next dial attempt may start; 0 = at once
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "queue": self.queue,
+            "number": self.number,
+            "priority": self.priority,
+            "data": dict(self.data),
+            "waited": self.waited,
+            "attempts": self.attempts,
+            "retry_in": self.retry_in,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> CallbackRecord:
+        """The inverse of :meth:`as_dict`. Raises :class:`AcdUsageError` on a bad record."""
+        try:
+            return cls(
+                call_id=str(raw["call_id"]),
+                queue=str(raw["queue"]),
+                number=str(raw["number"]),
+                priority=int(raw.get("priority", 0)),
+                data=dict(raw.get("data") or {}),
+                waited=float(raw.get("waited", 0.0)),
+                attempts=int(raw.get("attempts", 0)),
+                retry_in=float(raw.get("retry_in", 0.0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AcdUsageError(f"bad callback record: {exc!r}", code="acd.bad_callback_record") from None
 
 
 def skill_levels(skills: Skills, *, default: int) -> dict[str, int]:

@@ -30,6 +30,7 @@ from .model import (
     AcdUsageError,
     AgentSpec,
     AgentState,
+    CallbackRecord,
     IllegalTransition,
     Overflow,
     OverflowKind,
@@ -45,6 +46,9 @@ from .strategies import BUILTIN_STRATEGIES, Member, Pool, Strategy, StrategyFact
 _NOWHERE, _LINE, _PREFERRED = 0, 1, 2  # where a caller's entry sits (Entry.place)
 
 LineItem = tuple[float, int, "Entry"]  # (key, arrival order, entry)
+
+#: States in which an agent takes calls (for the EWT's "agents able to take the call").
+_STAFFED = frozenset({AgentState.AVAILABLE, AgentState.RESERVED, AgentState.ON_CALL, AgentState.WRAP_UP})
 
 
 @dataclass(slots=True, eq=False)
@@ -64,6 +68,8 @@ class Agent:
     tiers: list[list[tuple[QueueLine, Member]]] = field(default_factory=list)  # by priority, best first
     member_of: dict[str, Member] = field(default_factory=dict)  # queue name -> membership
     preferred: dict[str, Entry] = field(default_factory=dict)  # callers waiting for this agent alone
+    handle_start: float = 0.0  # seconds: when the agent answered the call being handled
+    handle_line: QueueLine | None = None  # the queue of that call, until its wrap-up ends
 
 
 @dataclass(slots=True)
@@ -74,7 +80,8 @@ class QueueCounts:
     answered: int = 0  # connected to an agent
     abandoned: int = 0  # hung up before an agent answered
     overflowed: int = 0  # sent elsewhere (max wait, no agents, queue full)
-    waiting: int = 0  # in the queue now, waiting or ringing
+    waiting: int = 0  # in the queue now, waiting or ringing (callbacks: until connected or given up)
+    callbacks: int = 0  # of ``offered``, callers who became callbacks, and callbacks made directly
 
 
 @dataclass(slots=True, eq=False)
@@ -92,6 +99,8 @@ class QueueLine:
     members: int = 0  # agents who can serve the queue at its most relaxed step
     logged_in: int = 0  # of those, logged in
     counts: QueueCounts = field(default_factory=QueueCounts)
+    aht: float = 0.0  # seconds: moving average handle time (answer to wrap-up end), for the EWT
+    staffed_from: list[int] = field(default_factory=list)  # per step: staffed agents qualified from it
 
 
 @dataclass(slots=True, eq=False)
@@ -115,6 +124,10 @@ class Entry:
     failed_at: dict[str, float] = field(default_factory=dict)  # agent id -> last failure time
     preferred: str | None = None  # agent id, while the preferred-agent window runs
     overdue: bool = False  # max wait passed while ringing: overflow if the ring fails
+    number: str | None = None  # a callback: the customer number (the entry is a virtual caller)
+    leg_open: bool = False  # a callback whose original caller's leg has not hung up yet
+    cb_attempts: int = 0  # customer dial attempts made
+    dialing: bool = False  # a callback: its agent answered, the customer is being dialled
 
 
 def _line_key(queue: QueueSpec, priority: int, enqueued_at: float) -> float:
@@ -171,6 +184,10 @@ class Router:
                 )
         if q.aging_seconds < 0:
             raise AcdConfigError(f"queue {q.name!r}: aging_seconds must be >= 0")
+        if q.callback_max_attempts < 1 or q.callback_retry_delay < 0:
+            raise AcdConfigError(f"queue {q.name!r}: callback_max_attempts >= 1, callback_retry_delay >= 0")
+        if q.default_aht <= 0 or not 0 < q.aht_smoothing <= 1:
+            raise AcdConfigError(f"queue {q.name!r}: default_aht must be > 0 and aht_smoothing in (0, 1]")
         reqs = relaxed_requirements(q)
         strategy = factory(q)
         steps = len(reqs)
@@ -181,6 +198,8 @@ class Router:
             strategy=strategy,
             pools=[strategy.pool([]) for _ in range(steps)],
             lines=[[] for _ in range(steps)],
+            aht=q.default_aht,
+            staffed_from=[0] * steps,
         )
 
     def _check_overflow_graph(self) -> None:
@@ -271,7 +290,81 @@ class Router:
         """A copy of ``queue``'s tallies (see :class:`QueueCounts`)."""
         line = self._lines[queue]
         c = line.counts
-        return QueueCounts(c.offered, c.answered, c.abandoned, c.overflowed, len(line.held))
+        return QueueCounts(c.offered, c.answered, c.abandoned, c.overflowed, len(line.held), c.callbacks)
+
+    def ewt(self, call_id: str, now: float) -> float | None:
+        """Estimated seconds from ``now`` until an agent answers ``call_id`` (for a callback:
+        until its agent is reserved); None if the call is unknown or connected. 0.0 while an
+        agent rings (or a callback's customer is dialled). See docs/acd.md for the estimator."""
+        entry = self._entries.get(call_id)
+        if entry is None or entry.connected:
+            return None
+        if entry.ringing or entry.dialing:
+            return 0.0
+        if entry.place == _NOWHERE:  # a callback waiting for its retry: at least until then
+            due = self._timers.get(("cbretry", call_id), now)
+            return max(0.0, due - now) + self._estimate(entry, 1)
+        return self._estimate(entry, self.position(call_id) or 1)
+
+    def aht(self, queue: str) -> float:
+        """The moving average handle time the EWT uses for ``queue``, seconds."""
+        return self._lines[queue].aht
+
+    def _estimate(self, entry: Entry, position: int) -> float:
+        """``position`` x AHT / able agents, or 0 when an agent is free for the caller now."""
+        line = entry.line
+        if entry.place != _PREFERRED and line.pools[entry.step].pick(_anyone) is not None:
+            return 0.0
+        able = sum(line.staffed_from[: entry.step + 1])
+        return position * line.aht / max(1, able)
+
+    def pending_callbacks(self, now: float) -> list[CallbackRecord]:
+        """Every callback not yet connected, as plain data in line order, for the adapter to
+        persist (save after any output whose wire name starts with ``callback.``)."""
+        out = []
+        for entry in sorted(self._entries.values(), key=lambda e: e.order):
+            if entry.number is None or entry.connected:
+                continue
+            due = self._timers.get(("cbretry", entry.call_id))
+            out.append(
+                CallbackRecord(
+                    call_id=entry.call_id,
+                    queue=entry.queue.name,
+                    number=entry.number,
+                    priority=entry.priority,
+                    data=dict(entry.data),
+                    waited=now - entry.enqueued_at,
+                    attempts=entry.cb_attempts,
+                    retry_in=max(0.0, due - now) if due is not None else 0.0,
+                )
+            )
+        return out
+
+    def restore_callbacks(self, records: Iterable[CallbackRecord], now: float) -> list[ev.Output]:
+        """Put persisted callbacks back in line (typically into a new router after a restart),
+        in the order given (that of :meth:`pending_callbacks`). Each keeps its ``waited``
+        seconds, so their order among themselves and against new callers is kept; the time
+        the server was down is not counted. Raises :class:`AcdUsageError` (nothing restored)
+        for an unknown queue or a call id already present."""
+        records = list(records)
+        seen: set[str] = set()
+        for rec in records:
+            if rec.queue not in self.queues:
+                raise AcdUsageError(
+                    f"callback {rec.call_id}: no queue {rec.queue!r}", code="acd.unknown_queue"
+                )
+            if rec.call_id in self._entries or rec.call_id in seen:
+                raise AcdUsageError(f"call {rec.call_id} is already queued", code="acd.duplicate_call")
+            seen.add(rec.call_id)
+        out: list[ev.Output] = []
+        for rec in records:
+            self._admit_callback(
+                rec.call_id, self.queues[rec.queue], rec.number, rec.priority, dict(rec.data),
+                now - max(0.0, rec.waited), now, out,
+                attempts=rec.attempts, retry_in=rec.retry_in, restored=True,
+            )  # fmt: skip
+        self._route(now, out)
+        return out
 
     def ringing(self, call_id: str) -> list[str]:
         """Agent ids being rung for ``call_id`` now (several with ring_all)."""
@@ -311,6 +404,8 @@ class Router:
                 upcoming = [t for t in later if t > now]
                 if upcoming:
                     self._arm(("retry", ident), min(upcoming))
+            elif kind == "cbretry":
+                self._requeue(entry, now)
             elif kind == "maxwait":
                 if entry.place != _NOWHERE:
                     assert entry.queue.on_max_wait is not None
@@ -328,7 +423,7 @@ class Router:
         self._timers.pop(key, None)
 
     def _disarm_call(self, call_id: str) -> None:
-        for kind in ("ring", "relax", "pref", "retry", "maxwait"):
+        for kind in ("ring", "relax", "pref", "retry", "maxwait", "cbretry"):
             self._timers.pop((kind, call_id), None)
 
     # ------------------------------------------------------------------ events
@@ -367,9 +462,21 @@ class Router:
                 self._caller_gone(cid, now, out)
             case ev.AgentHungUp(call_id=cid, agent_id=aid):
                 talking = self._entries.get(cid)
+                if talking is not None and talking.dialing and talking.agent_id == aid:
+                    self._dial_ended(talking, "agent_hung_up", now, out)
+                    self._route(now, out)
+                    return out
                 if talking is None or talking.agent_id != aid or not talking.connected:
                     raise AcdUsageError(f"agent {aid} is not talking on call {cid}", code="acd.unknown_call")
                 self._end_talk(talking, now, out)
+            case ev.CallbackRequested():
+                self._callback_requested(event, now, out)
+            case ev.CallbackAnswered(call_id=cid):
+                self._callback_answered(self._dialing_entry(cid), now, out)
+            case ev.CallbackFailed(call_id=cid, cause=cause):
+                self._dial_ended(self._dialing_entry(cid), cause, now, out)
+            case ev.CallbackCancelled(call_id=cid, reason=reason):
+                self._callback_cancelled(cid, reason, now, out)
             case _:
                 raise AcdUsageError(f"not an ACD input: {event!r}", code="acd.bad_input")
         self._route(now, out)
@@ -403,6 +510,14 @@ class Router:
                 f"agent {agent.spec.id} is {agent.state.value}; '{trigger.value}' is not allowed from there"
             )
         previous = agent.state
+        if (previous in _STAFFED) != (target in _STAFFED):
+            delta = 1 if target in _STAFFED else -1
+            for line, member in agent.memberships:
+                line.staffed_from[member.first_step] += delta
+        if previous is AgentState.WRAP_UP and agent.handle_line is not None:
+            line = agent.handle_line  # the call is handled: learn its handle time
+            line.aht += line.spec.aht_smoothing * (now - agent.handle_start - line.aht)
+            agent.handle_line = None
         agent.state, agent.since = target, now
         agent.token += 1
         agent.reason = reason if target is AgentState.NOT_READY else None
@@ -511,9 +626,14 @@ class Router:
                 entry.preferred = preferred
                 self._arm(("pref", call_id), now + preferred_seconds)
         self._place(entry)
+        position = self.position(call_id) or 1
         out.append(
             ev.CallQueued(
-                call_id=call_id, queue=queue.name, priority=priority, position=self.position(call_id) or 1
+                call_id=call_id,
+                queue=queue.name,
+                priority=priority,
+                position=position,
+                ewt=self._estimate(entry, position),
             )
         )
         if full and queue.on_full is not None:
@@ -562,7 +682,9 @@ class Router:
             line.logged_in -= 1
             target = line.spec.on_no_agents
             if line.logged_in == 0 and target is not None:
-                waiting = sorted(line.held.values(), key=lambda e: (e.key, e.order))
+                waiting = sorted(
+                    (e for e in line.held.values() if e.number is None), key=lambda e: (e.key, e.order)
+                )
                 for entry in waiting:
                     self._overflow(entry, OverflowReason.NO_AGENTS, target, now, out)
 
@@ -605,6 +727,7 @@ class Router:
         self._transition(agent, Trigger.ANSWER, now, None, out)
         agent.consecutive_failures = 0
         agent.calls += 1
+        agent.handle_start, agent.handle_line = now, entry.line
         for other in entry.ringing:
             if other != agent.spec.id:
                 out.append(ev.CancelRing(call_id=entry.call_id, agent_id=other))
@@ -613,6 +736,24 @@ class Router:
                 )
         entry.ringing = []
         entry.agent_id = agent.spec.id
+        if entry.number is not None:  # agent-first callback: the agent waits, dial the customer
+            entry.dialing = True
+            entry.preferred = None
+            entry.cb_attempts += 1
+            aid, attempt = agent.spec.id, entry.cb_attempts
+            out.append(
+                ev.CallbackDialing(
+                    call_id=entry.call_id,
+                    agent_id=aid,
+                    queue=entry.queue.name,
+                    number=entry.number,
+                    attempt=attempt,
+                )
+            )
+            out.append(
+                ev.DialCallback(call_id=entry.call_id, number=entry.number, agent_id=aid, attempt=attempt)
+            )
+            return
         entry.connected = True
         del entry.line.held[entry.call_id]
         entry.line.counts.answered += 1
@@ -630,6 +771,12 @@ class Router:
         entry = self._entries.get(call_id)
         if entry is None:
             return  # never queued (hung up in the IVR): nothing to do
+        if entry.number is not None:
+            if entry.leg_open:  # the caller who asked for the callback hangs up, as expected
+                entry.leg_open = False
+                return
+            if not entry.connected:
+                return  # nobody is on a callback's line before the customer answers
         if entry.connected:
             self._end_talk(entry, now, out)
             return
@@ -766,11 +913,215 @@ class Router:
                     contact=agent.contact,
                     attempt=entry.attempts,
                     data=entry.data,
+                    callback=entry.number is not None,
                 )
             )
+            if entry.number is not None:
+                out.append(
+                    ev.CallbackOffered(
+                        call_id=entry.call_id,
+                        agent_id=member.agent_id,
+                        queue=entry.queue.name,
+                        attempt=entry.cb_attempts + 1,
+                    )
+                )
             out.append(
                 ev.RingAgent(
-                    call_id=entry.call_id, agent_id=member.agent_id, contact=agent.contact, timeout=timeout
+                    call_id=entry.call_id,
+                    agent_id=member.agent_id,
+                    contact=agent.contact,
+                    timeout=timeout,
+                    callback_number=entry.number,
                 )
             )
         self._arm(("ring", entry.call_id), now + timeout)
+
+    # -- callbacks
+    def _callback_requested(self, event: ev.CallbackRequested, now: float, out: list[ev.Output]) -> None:
+        cid = event.call_id
+        entry = self._entries.get(cid)
+        if entry is None:
+            if event.queue is None:
+                raise AcdUsageError(
+                    f"call {cid} is not queued; a new callback needs a queue", code="acd.unknown_call"
+                )
+            queue = self.queues.get(event.queue)
+            if queue is None:
+                raise AcdUsageError(f"no queue {event.queue!r} is configured", code="acd.unknown_queue")
+            self._admit_callback(cid, queue, event.number, event.priority, dict(event.data), now, now, out)
+            return
+        if entry.connected or entry.number is not None:
+            what = "is connected" if entry.connected else "is already a callback"
+            raise AcdUsageError(f"call {cid} {what}", code="acd.not_waiting")
+        if event.queue is not None and event.queue != entry.queue.name:
+            raise AcdUsageError(
+                f"call {cid} waits in {entry.queue.name!r}, not {event.queue!r}", code="acd.wrong_queue"
+            )
+        for aid in entry.ringing:  # the caller is leaving: ring again as a callback
+            out.append(ev.CancelRing(call_id=cid, agent_id=aid))
+            self._transition(self.agents[aid], Trigger.CALLER_GONE, now, "callback_requested", out)
+        if entry.ringing:
+            entry.ringing = []
+            self._disarm(("ring", cid))
+            self._place(entry)
+        self._disarm(("maxwait", cid))  # a callback never overflows on max_wait
+        entry.overdue = False
+        entry.number, entry.leg_open = event.number, True
+        entry.data = {**entry.data, **event.data}
+        entry.line.counts.callbacks += 1
+        out.append(self._registered(entry, now, restored=False))
+        self._dirty_entries.append(entry)
+
+    def _admit_callback(
+        self,
+        call_id: str,
+        queue: QueueSpec,
+        number: str,
+        priority: int,
+        data: Mapping[str, Any],
+        enqueued_at: float,
+        now: float,
+        out: list[ev.Output],
+        *,
+        attempts: int = 0,
+        retry_in: float = 0.0,
+        restored: bool = False,
+    ) -> None:
+        """A callback made directly (CTI) or restored: it is offered, but never overflows."""
+        line = self._lines[queue.name]
+        entry = Entry(
+            call_id=call_id,
+            queue=queue,
+            priority=priority,
+            enqueued_at=enqueued_at,
+            order=next(self._order),
+            data=data,
+            line=line,
+            key=_line_key(queue, priority, enqueued_at),
+            number=number,
+            cb_attempts=attempts,
+        )
+        self._entries[call_id] = entry
+        line.held[call_id] = entry
+        line.counts.offered += 1
+        line.counts.callbacks += 1
+        if retry_in > 0:
+            self._arm(("cbretry", call_id), now + retry_in)
+        else:
+            self._requeue(entry, now)
+        out.append(self._registered(entry, now, restored=restored))
+
+    def _registered(self, entry: Entry, now: float, *, restored: bool) -> ev.CallbackRegistered:
+        assert entry.number is not None
+        return ev.CallbackRegistered(
+            call_id=entry.call_id,
+            queue=entry.queue.name,
+            number=entry.number,
+            priority=entry.priority,
+            position=self.position(entry.call_id),
+            ewt=self.ewt(entry.call_id, now),
+            restored=restored,
+        )
+
+    def _requeue(self, entry: Entry, now: float) -> None:
+        """Put an unplaced callback back in line at its original place (same key), at the
+        relaxation step its wait has reached."""
+        line = entry.line
+        waited = now - entry.enqueued_at
+        while entry.step < len(line.step_after) and line.step_after[entry.step] <= waited:
+            entry.step += 1
+        if entry.step < len(line.step_after):
+            self._arm(("relax", entry.call_id), entry.enqueued_at + line.step_after[entry.step])
+        self._place(entry)
+        self._dirty_entries.append(entry)
+
+    def _dialing_entry(self, call_id: str) -> Entry:
+        entry = self._entries.get(call_id)
+        if entry is None or not entry.dialing:
+            raise AcdUsageError(f"callback {call_id} is not being dialled", code="acd.not_dialing")
+        return entry
+
+    def _callback_answered(self, entry: Entry, now: float, out: list[ev.Output]) -> None:
+        assert entry.agent_id is not None
+        entry.dialing = False
+        entry.connected = True
+        del entry.line.held[entry.call_id]
+        entry.line.counts.answered += 1
+        out.append(ev.BridgeCall(call_id=entry.call_id, agent_id=entry.agent_id))
+        out.append(
+            ev.CallbackConnected(
+                call_id=entry.call_id,
+                agent_id=entry.agent_id,
+                queue=entry.queue.name,
+                attempt=entry.cb_attempts,
+                wait_seconds=now - entry.enqueued_at,
+            )
+        )
+
+    def _dial_ended(self, entry: Entry, cause: str, now: float, out: list[ev.Output]) -> None:
+        """The customer was not reached (or the agent hung up first): release the agent to
+        available (no wrap-up: there was no conversation), then retry or give up."""
+        assert entry.agent_id is not None
+        agent = self.agents[entry.agent_id]
+        entry.dialing = False
+        entry.agent_id = None
+        agent.handle_line = None  # not a handled call: no handle time to learn
+        queue = entry.queue
+        if cause == "agent_hung_up":  # not the customer's fault: no attempt used, retry at once
+            entry.cb_attempts -= 1
+            entry.failed_at[agent.spec.id] = now  # but not with this agent for retry_delay
+            self._arm(("retry", entry.call_id), now + queue.retry_delay)
+            retry_in: float | None = 0.0
+        elif entry.cb_attempts >= queue.callback_max_attempts:
+            retry_in = None
+        else:
+            retry_in = queue.callback_retry_delay
+        self._transition(agent, Trigger.CALLBACK_FAILED, now, "callback_failed", out)
+        out.append(
+            ev.CallbackAttemptFailed(
+                call_id=entry.call_id,
+                agent_id=agent.spec.id,
+                queue=queue.name,
+                attempt=entry.cb_attempts + (cause == "agent_hung_up"),
+                cause=cause,
+                retry_in=retry_in,
+            )
+        )
+        if retry_in is None:
+            self._give_up(entry, "max_attempts", now, out)
+        elif retry_in > 0:
+            self._arm(("cbretry", entry.call_id), now + retry_in)
+        else:
+            self._requeue(entry, now)
+
+    def _give_up(self, entry: Entry, reason: str, now: float, out: list[ev.Output]) -> None:
+        self._leave(entry)
+        entry.line.counts.abandoned += 1
+        out.append(
+            ev.CallbackAbandoned(
+                call_id=entry.call_id,
+                queue=entry.queue.name,
+                reason=reason,
+                attempts=entry.cb_attempts,
+                wait_seconds=now - entry.enqueued_at,
+            )
+        )
+
+    def _callback_cancelled(self, call_id: str, reason: str, now: float, out: list[ev.Output]) -> None:
+        entry = self._entries.get(call_id)
+        if entry is None or entry.number is None or entry.connected:
+            raise AcdUsageError(f"no pending callback {call_id}", code="acd.unknown_callback")
+        if entry.dialing:
+            raise AcdUsageError(
+                f"callback {call_id} is being dialled; cancel after CallbackFailed",
+                code="acd.callback_dialing",
+            )
+        for aid in entry.ringing:
+            out.append(ev.CancelRing(call_id=call_id, agent_id=aid))
+            self._transition(self.agents[aid], Trigger.CALLER_GONE, now, "callback_cancelled", out)
+        entry.ringing = []
+        self._give_up(entry, reason, now, out)
+
+
+def _anyone(member: Member) -> bool:
+    return True

@@ -124,6 +124,8 @@ def simulate(scenario: Scenario) -> dict[str, Any]:
     talk = {name: _talk_sampler(q, rng) for name, q in loads.items()}
     waited = dict.fromkeys(loads, 0)  # answered after a wait > 0
     ewt_errors: list[float] = []  # estimate - actual wait, seconds, if the router gives one
+    ewt_waits: list[float] = []  # the actual waits of those calls, seconds
+    ewt_from = [0.0]  # seconds: only calls queued from then on (after the warm-up) are scored
     ewt_given: dict[str, float] = {}
     horizon = scenario.hours * 3600.0
     max_calls = scenario.max_calls if scenario.max_calls is not None else math.inf
@@ -171,6 +173,7 @@ def simulate(scenario: Scenario) -> dict[str, Any]:
                     given = ewt_given.pop(o.call_id, None)
                     if given is not None:
                         ewt_errors.append(given - o.wait_seconds)
+                        ewt_waits.append(o.wait_seconds)
                 seq += 1
                 push(heap, (now + talk[o.queue](), seq, _HANGUP, o.call_id, o.agent_id))
             elif kind == 4:  # CallAbandoned
@@ -178,7 +181,7 @@ def simulate(scenario: Scenario) -> dict[str, Any]:
                 ewt_given.pop(o.call_id, None)
             elif kind == 5:  # CallQueued
                 estimate = getattr(o, "ewt", None)  # EWT hook: used once the router fills it
-                if estimate is not None:
+                if estimate is not None and now >= ewt_from[0]:
                     ewt_given[o.call_id] = float(estimate)
             elif getattr(o, "kind", "queue") != "queue":  # overflowed out of the ACD
                 waiting.discard(o.call_id)  # (voicemail, callback, flow node): gone from the line
@@ -243,6 +246,7 @@ def simulate(scenario: Scenario) -> dict[str, Any]:
             else:  # _WARMUP
                 stats.reset(now)
                 counted_from = calls
+                ewt_from[0] = now
                 for name in waited:
                     waited[name] = 0
                 continue
@@ -267,6 +271,7 @@ def simulate(scenario: Scenario) -> dict[str, Any]:
         wall=time.perf_counter() - wall0,
         router_calls=router_calls,
         ewt_errors=ewt_errors,
+        ewt_waits=ewt_waits,
         agents_by_queue={
             name: len(q["agents"]) and sum(q["agents"].values()) for name, q in final["queues"].items()
         },
@@ -304,6 +309,7 @@ def _report(
     wall: float,
     router_calls: int,
     ewt_errors: Sequence[float],
+    ewt_waits: Sequence[float],
     agents_by_queue: Mapping[str, int],
 ) -> dict[str, Any]:
     queues: dict[str, Any] = {}
@@ -324,7 +330,17 @@ def _report(
         n = len(ewt_errors)
         mean = sum(ewt_errors) / n
         mae = sum(abs(e) for e in ewt_errors) / n
-        ewt: dict[str, Any] = {"calls": n, "mean_error": mean, "mean_abs_error": mae}
+        mean_wait = sum(ewt_waits) / n
+        abs_waited = [abs(err) for err, w in zip(ewt_errors, ewt_waits, strict=True) if w > 0.0]
+        ewt: dict[str, Any] = {
+            "calls": n,  # answered calls queued after the warm-up (abandons have no actual wait)
+            "mean_error": mean,  # seconds, estimate - actual: > 0 overestimates
+            "mean_abs_error": mae,  # seconds
+            "mean_wait": mean_wait,  # seconds, actual
+            "relative_mae": mae / mean_wait if mean_wait > 0 else None,  # MAE / mean actual wait
+            "calls_that_waited": len(abs_waited),  # of those, callers with an actual wait > 0
+            "mean_abs_error_waited": sum(abs_waited) / len(abs_waited) if abs_waited else None,  # seconds
+        }
     else:
         ewt = {"skipped": "the router gives no estimated wait (CallQueued has no 'ewt' field yet)"}
     return {
@@ -545,7 +561,14 @@ def _text(result: Mapping[str, Any]) -> str:
                 f"ASA {_fmt(e['asa'])} s occupancy {_fmt(e['occupancy'], True)}"
             )
     ewt = result["ewt"]
-    lines.append(f"EWT: {ewt.get('skipped') or ewt}")
+    if "skipped" in ewt:
+        lines.append(f"EWT: {ewt['skipped']}")
+    else:
+        lines.append(
+            f"EWT over {ewt['calls']} answered calls: mean error {ewt['mean_error']:+.1f} s, "
+            f"MAE {ewt['mean_abs_error']:.1f} s (mean wait {ewt['mean_wait']:.1f} s, "
+            f"relative {_fmt(ewt['relative_mae'], True)})"
+        )
     return "\n".join(lines)
 
 

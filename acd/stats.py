@@ -68,6 +68,12 @@ class _QueueTally:
         "abandoned_in_sl",
         "answered",
         "answered_in_sl",
+        "cb_abandoned",
+        "cb_answered",
+        "cb_dial_failed",
+        "cb_from_queue",
+        "cb_requested",
+        "cb_wait",
         "handled",
         "max_wait",
         "offered",
@@ -93,6 +99,12 @@ class _QueueTally:
         self.handled = 0  # calls whose wrap-up ended
         self.talk = 0.0  # seconds of talk, summed over handled calls
         self.wrap = 0.0  # seconds of wrap-up, summed over handled calls
+        self.cb_requested = 0  # callbacks that entered the queue (from its line, or made directly)
+        self.cb_from_queue = 0  # of those, callers who were waiting in the line (left the inbound figures)
+        self.cb_answered = 0  # callbacks whose customer answered
+        self.cb_abandoned = 0  # callbacks given up (every attempt failed) or cancelled
+        self.cb_dial_failed = 0  # customer dial attempts that did not reach the customer
+        self.cb_wait = 0.0  # seconds from entering the queue to the customer answering, summed
 
 
 class _AgentTally:
@@ -166,6 +178,12 @@ class IntervalRow:
     busy_seconds: float  # agent-seconds reserved, on call or in wrap-up
     available_seconds: float  # agent-seconds available (idle)
     occupancy: float | None  # busy / (busy + available)
+    callbacks_requested: int = 0  # callbacks that entered the queue (from the line or made directly)
+    callbacks_from_queue: int = 0  # of those, callers who were waiting here
+    callbacks_answered: int = 0  # callbacks whose customer answered
+    callbacks_abandoned: int = 0  # callbacks given up after every attempt, or cancelled
+    callback_dial_failures: int = 0  # customer dial attempts that failed
+    avg_callback_wait: float | None = None  # seconds, entering the queue to the customer answering
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -221,6 +239,12 @@ def _queue_figures(t: _QueueTally) -> dict[str, Any]:
         "aht": _ratio(t.talk + t.wrap, t.handled),
         "avg_talk": _ratio(t.talk, t.handled),
         "avg_wrap": _ratio(t.wrap, t.handled),
+        "callbacks_requested": t.cb_requested,
+        "callbacks_from_queue": t.cb_from_queue,
+        "callbacks_answered": t.cb_answered,
+        "callbacks_abandoned": t.cb_abandoned,
+        "callback_dial_failures": t.cb_dial_failed,
+        "avg_callback_wait": _ratio(t.cb_wait, t.cb_answered),
     }
 
 
@@ -270,6 +294,10 @@ class Statistics:
             ev.CallConnected: self._connected,
             ev.CallAbandoned: self._abandoned,
             ev.AgentStateChanged: self._state_changed,
+            ev.CallbackRegistered: self._cb_registered,
+            ev.CallbackConnected: self._cb_connected,
+            ev.CallbackAttemptFailed: self._cb_dial_failed,
+            ev.CallbackAbandoned: self._cb_abandoned,
         }
 
     # ------------------------------------------------------------ feeding
@@ -390,6 +418,38 @@ class Statistics:
             if wait > t.max_wait:
                 t.max_wait = wait
 
+    def _cb_registered(self, e: ev.CallbackRegistered, now: float) -> None:
+        if e.restored:
+            return  # counted when it was requested, before the restart
+        q = self._waiting_in.pop(e.call_id, None)
+        if q is not None:  # a waiting caller became a callback: it leaves the inbound figures
+            del q.waiting[e.call_id]
+        for t in (self._queue(e.queue).cum, self._queue(e.queue).cur):
+            t.cb_requested += 1
+            if q is not None:
+                t.cb_from_queue += 1
+
+    def _cb_connected(self, e: ev.CallbackConnected, now: float) -> None:
+        q = self._queue(e.queue)
+        for t in (q.cum, q.cur):
+            t.cb_answered += 1
+            t.cb_wait += e.wait_seconds
+        a = self._agent(e.agent_id, now)
+        a.cum.answered += 1
+        a.cur.answered += 1
+        a.queue = q
+        a.talk_start = now
+
+    def _cb_dial_failed(self, e: ev.CallbackAttemptFailed, now: float) -> None:
+        q = self._queue(e.queue)
+        q.cum.cb_dial_failed += 1
+        q.cur.cb_dial_failed += 1
+
+    def _cb_abandoned(self, e: ev.CallbackAbandoned, now: float) -> None:
+        q = self._queue(e.queue)
+        q.cum.cb_abandoned += 1
+        q.cur.cb_abandoned += 1
+
     def _state_changed(self, e: ev.AgentStateChanged, now: float) -> None:
         a = self._agents.get(e.agent_id) or self._agent(e.agent_id, now)
         spent = now - a.since  # _account(), inlined: this runs for every state change
@@ -401,7 +461,9 @@ class Statistics:
         a.state = e.to
         a.entered = now
         previous = e.from_
-        if previous is _ON_CALL:
+        if previous is _ON_CALL and e.reason == "callback_failed":
+            a.queue = None  # dialled a callback that failed: no call was handled
+        elif previous is _ON_CALL:
             a.talk = now - a.talk_start
             a.wrap_start = now
             if e.to is not _WRAP_UP:  # no wrap-up state at all: the call is handled now

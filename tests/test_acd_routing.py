@@ -443,6 +443,15 @@ events_strategy = st.one_of(
         cause=st.just("busy"),
     ),
     st.builds(ev.AgentHungUp, call_id=st.sampled_from(CIDS), agent_id=st.sampled_from(AIDS)),
+    st.builds(
+        ev.CallbackRequested,
+        call_id=st.sampled_from(CIDS),
+        number=st.just("555"),
+        queue=st.one_of(st.none(), st.sampled_from([q.name for q in QUEUES])),
+    ),
+    st.builds(ev.CallbackAnswered, call_id=st.sampled_from(CIDS)),
+    st.builds(ev.CallbackFailed, call_id=st.sampled_from(CIDS), cause=st.just("no_answer")),
+    st.builds(ev.CallbackCancelled, call_id=st.sampled_from(CIDS)),
     st.floats(min_value=0.1, max_value=8.0),  # time passes
 )
 
@@ -476,6 +485,15 @@ def check_invariants(r: acd.Router, now: float) -> None:
             assert ring_of.get(a.spec.id) == a.call_id
     talking = [a.call_id for a in r.agents.values() if a.state is S.ON_CALL]
     assert len(talking) == len(set(talking))
+    for a in r.agents.values():  # on call: talking, or waiting for a callback's customer
+        if a.state is S.ON_CALL:
+            entry = r._entries[a.call_id or ""]
+            assert entry.agent_id == a.spec.id and (entry.connected or entry.dialing)
+    for entry in r._entries.values():  # a callback is in line, ringing, dialling or awaiting a retry
+        if entry.number is not None and not entry.connected:
+            in_retry = ("cbretry", entry.call_id) in r._timers
+            where = [r.position(entry.call_id) is not None, bool(entry.ringing), entry.dialing, in_retry]
+            assert sum(where) == 1, f"{entry.call_id}: {where}"
     # an available agent with the skills never idles while a matching caller waits, except:
     # the agent failed that caller < retry_delay ago, or the caller waits for another
     # (preferred) agent. (A ring_all caller who is ringing is not waiting.)
@@ -489,6 +507,8 @@ def check_invariants(r: acd.Router, now: float) -> None:
                 in_retry = failed is not None and failed + q.retry_delay > now
                 for_other = entry.preferred is not None and entry.preferred != a.spec.id
                 assert in_retry or for_other, f"{a.spec.id} idles while {cid} waits in {q.name}"
+        for cid in r.waiting(q.name):
+            assert r.ewt(cid, now) is not None and r.ewt(cid, now) >= 0  # type: ignore[operator]
         c = r.counts(q.name)
         assert c.offered == c.answered + c.abandoned + c.overflowed + c.waiting
         assert c.waiting == sum(1 for e in r._entries.values() if e.queue.name == q.name and not e.connected)
