@@ -69,9 +69,15 @@ def require_str(args: dict[str, Any], key: str) -> str:
 @dataclass(slots=True)
 class Subscription:
     patterns: list[str] = field(default_factory=list)  # glob patterns, e.g. "call.*"
+    _seen: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)  # event -> wanted
 
     def wants(self, event: str) -> bool:
-        return any(fnmatch.fnmatchcase(event, p) for p in self.patterns)
+        """Matched once per event name (the vocabulary is small); replace the Subscription,
+        do not edit ``patterns``, to change what it wants."""
+        wanted = self._seen.get(event)
+        if wanted is None:
+            wanted = self._seen[event] = any(fnmatch.fnmatchcase(event, p) for p in self.patterns)
+        return wanted
 
 
 def parse_patterns(args: dict[str, Any]) -> list[str]:

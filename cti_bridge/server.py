@@ -1,18 +1,22 @@
-"""The asyncio side of the CTI bridge: the event bus and the NDJSON TCP socket."""
+"""The asyncio side of the CTI bridge: the event bus, and protocol sessions over TCP, TLS and WebSocket."""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import inspect
 import json
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import structlog
 
+from .audit import AuditLog
 from .events import PROTOCOL_VERSION, envelope, wire_name
 from .outbox import Outbox, OutboxError, encode_line
 from .protocol import (
@@ -32,6 +36,8 @@ log = structlog.get_logger("cti")
 #: Returns the reply's extra fields or raises CtiError.
 Control = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 Sink = Callable[[dict[str, Any]], None]
+#: Finds a call's recording file: call_id -> Path, or None when there is none. May be async.
+RecordingResolver = Callable[[str], "Path | Awaitable[Path | None] | None"]
 
 MAX_QUEUED_LINES = 10_000  # per client; a client that falls further behind is disconnected
 PURGE_INTERVAL = 60.0  # seconds between outbox retention runs
@@ -55,7 +61,7 @@ class EventBus:
         self._wall = wall_clock
         self.outbox = outbox
         self.seq = outbox.last_seq() if outbox is not None else 0
-        self._clients: set[_Client] = set()
+        self._clients: set[Session] = set()
         self._sinks: list[Sink] = []
         self._pending: list[tuple[int, str, float, str, dict[str, Any]]] = []
         self._unwritten: list[tuple[int, str, float, str]] = []  # rows a failed write left behind
@@ -153,16 +159,44 @@ COMMAND_SCOPES: dict[str, str] = {
 }
 
 
-class _Client:
-    def __init__(self, writer: asyncio.StreamWriter, peer: str) -> None:
-        self.writer = writer
-        self.peer = peer
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    """Per-connection bounds, the same on every transport."""
+
+    auth_timeout: float = 10.0  # seconds a connection may stay unauthenticated; 0 = no limit
+    max_queued: int = MAX_QUEUED_LINES  # lines queued for one client before slow_consumer
+    rate: float = 200.0  # requests per second a connection may send, sustained ...
+    burst: int = 500  # ... after a burst of this many; more is a flood and ends the session
+    close_grace: float = 2.0  # seconds to deliver session.closed before the connection is cut
+
+
+#: Sends a batch of ``\n``-terminated lines to the peer; waits while the peer is slow.
+Send = Callable[[list[bytes]], Awaitable[None]]
+#: The next request (one line or one WebSocket message), or None when the peer has gone.
+Receive = Callable[[], Awaitable[bytes | None]]
+
+
+class Session:
+    """One client, whatever carries it (TCP, TLS, WebSocket): token, subscription,
+    request budget, and a bounded queue of outgoing lines."""
+
+    def __init__(self, peer: str, transport: str, limits: SessionLimits, now: float) -> None:
+        self.peer = peer  # "address:port"
+        self.transport = transport  # tcp, tls or ws
+        self.limits = limits
         self.subscription = Subscription()
         self.token: Token | None = None
         self.auth_failures = 0
         self._lines: deque[bytes] = deque()
         self._wake = asyncio.Event()
+        self.ended = asyncio.Event()  # set by close()
         self.closing: str | None = None
+        self._budget = float(limits.burst)  # requests that may still be sent at once
+        self._budget_at = now  # loop time the budget was computed at
+
+    @property
+    def address(self) -> str:
+        return self.peer.rsplit(":", 1)[0]
 
     def send(self, obj: dict[str, Any]) -> None:
         self.send_line((json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n").encode())
@@ -170,55 +204,132 @@ class _Client:
     def send_line(self, line: bytes) -> None:
         if self.closing:
             return
-        if len(self._lines) >= MAX_QUEUED_LINES:
+        if len(self._lines) >= self.limits.max_queued:
             self.close("slow_consumer")
             return
         self._lines.append(line)
-        self._wake.set()
+        if not self._wake.is_set():
+            self._wake.set()
 
     def backlog(self) -> int:
         return len(self._lines)
 
+    def spend(self, now: float) -> bool:
+        """Take one request from the token bucket; False when the client floods."""
+        self._budget = min(
+            float(self.limits.burst), self._budget + (now - self._budget_at) * self.limits.rate
+        )
+        self._budget_at = now
+        if self._budget < 1.0:
+            return False
+        self._budget -= 1.0
+        return True
+
     def close(self, reason: str) -> None:
+        """End the session: ``session.closed`` with the reason is the last line sent."""
         if self.closing is None:
             self.closing = reason
+            if reason == "slow_consumer":
+                self._lines.clear()  # the client is behind anyway; let the reason reach it first
             self._lines.append(
                 (json.dumps({"event": "session.closed", "data": {"reason": reason}}) + "\n").encode()
             )
             self._wake.set()
+            self.ended.set()
 
-    async def pump(self) -> None:
-        """Writes queued lines in order; ends when the client is closed and drained."""
+    def close_if_unauthenticated(self) -> None:
+        if self.token is None:
+            self.close("auth_timeout")
+
+    async def pump(self, send: Send) -> None:
+        """Writes queued lines in order; ends when the session is closed and drained."""
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._lines:
-                self.writer.write(self._lines.popleft())
-            await self.writer.drain()
+                batch = list(self._lines)
+                self._lines.clear()
+                await send(batch)
             if self.closing:
                 return
 
 
+#: Kept for code that named the old class.
+_Client = Session
+
+
 class CtiServer:
+    """The CTI protocol over TCP, TLS (when ``tls`` is given) and WebSocket at ``/cti`` on the
+    HTTP port (when ``http_port`` is given), plus ``GET /recordings/<call_id>`` there."""
+
     def __init__(
-        self, bus: EventBus, tokens: Iterable[Token], control: Control, *, host: str, port: int
+        self,
+        bus: EventBus,
+        tokens: Iterable[Token],
+        control: Control,
+        *,
+        host: str,
+        port: int | None,
+        tls: ssl.SSLContext | None = None,
+        tls_port: int | None = None,
+        http_port: int | None = None,
+        http_host: str | None = None,
+        http_tls: ssl.SSLContext | None = None,
+        recordings: RecordingResolver | None = None,
+        audit: AuditLog | None = None,
+        limits: SessionLimits | None = None,
     ) -> None:
+        if tls is not None and tls_port is None:
+            raise ValueError("a TLS context needs a tls_port to listen on")
         self.bus = bus
         self.tokens = list(tokens)
         self.control = control
-        self.host, self.port = host, port
-        self._server: asyncio.Server | None = None
+        self.host, self.port = host, port  # port None: no plain TCP listener
+        self.tls, self.tls_port = tls, tls_port
+        self.http_host, self.http_port, self.http_tls = http_host or host, http_port, http_tls
+        self.recordings = recordings  # call_id -> the recording file, or None
+        self.audit = audit  # where recording downloads are recorded
+        self.limits = limits or SessionLimits()
+        self._servers: list[asyncio.Server] = []
+        self._http: Any = None  # the aiohttp runner, when serving HTTP
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sessions: set[Session] = set()
         self._purge_timer: asyncio.TimerHandle | None = None
         self._failures: dict[str, list[float]] = {}  # address -> recent failed auth times
         self._blocked: dict[str, float] = {}  # address -> loop time auth is refused until
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_LINE_BYTES)
-        self.port = self._server.sockets[0].getsockname()[1]
+        if self.port is not None:
+            plain = await asyncio.start_server(self._serve_tcp, self.host, self.port, limit=MAX_LINE_BYTES)
+            self._servers.append(plain)
+            self.port = plain.sockets[0].getsockname()[1]
+        if self.tls is not None:
+            secure = await asyncio.start_server(
+                self._serve_tls,
+                self.host,
+                self.tls_port,
+                limit=MAX_LINE_BYTES,
+                ssl=self.tls,
+                ssl_handshake_timeout=max(self.limits.auth_timeout, 1.0)
+                if self.limits.auth_timeout
+                else None,
+            )
+            self._servers.append(secure)
+            self.tls_port = secure.sockets[0].getsockname()[1]
+        if self.http_port is not None:
+            from .httpd import start_http
+
+            self._http, self.http_port = await start_http(self, self.http_host, self.http_port, self.http_tls)
         if self.bus.outbox is not None:
             self._purge()
-        log.info("cti_listening", host=self.host, port=self.port, protocol=PROTOCOL_VERSION)
+        log.info(
+            "cti_listening",
+            host=self.host,
+            port=self.port,
+            tls_port=self.tls_port if self.tls is not None else None,
+            http_port=self.http_port,
+            protocol=PROTOCOL_VERSION,
+        )
 
     def _purge(self) -> None:
         """Apply the outbox retention now and every PURGE_INTERVAL seconds."""
@@ -235,42 +346,128 @@ class CtiServer:
         if self._purge_timer is not None:
             self._purge_timer.cancel()
         self.bus.flush()
-        if self._server is not None:
-            self._server.close()
-            for client in list(self.bus._clients):
-                client.close("server_shutdown")
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            await self._server.wait_closed()
+        for server in self._servers:
+            server.close()
+        for session in list(self._sessions):
+            session.close("server_shutdown")
+        if self._tasks:  # let each session deliver its reason, briefly
+            await asyncio.wait(list(self._tasks), timeout=1.0)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._http is not None:
+            await self._http.cleanup()
+            self._http = None
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers = []
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    # ------------------------------------------------------------ transports
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._serve_stream(reader, writer, "tcp")
+
+    async def _serve_tls(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._serve_stream(reader, writer, "tls")
+
+    async def _serve_stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, transport: str
+    ) -> None:
+        peer = "{}:{}".format(*writer.get_extra_info("peername")[:2])
+        session = self.new_session(peer, transport)
+
+        async def send(lines: list[bytes]) -> None:
+            writer.writelines(lines)
+            await writer.drain()
+
+        async def receive() -> bytes | None:
+            return await self._read_line(reader, session)
+
+        def finish(graceful: bool) -> None:
+            if graceful:
+                writer.close()
+            else:
+                writer.transport.abort()
+
+        await self.run_session(session, send, receive, finish)
+
+    def new_session(self, peer: str, transport: str) -> Session:
+        return Session(peer, transport, self.limits, asyncio.get_running_loop().time())
+
+    async def run_session(
+        self, session: Session, send: Send, receive: Receive, finish: Callable[[bool], Any]
+    ) -> None:
+        """The one session loop every transport runs: read requests, answer them, keep the
+        client's queue flowing, and end with a reason (auth timeout, flood, slow consumer)."""
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
-        peer = "{}:{}".format(*writer.get_extra_info("peername")[:2])
-        client = _Client(writer, peer)
-        pump = asyncio.create_task(client.pump())
-        log.info("cti_connected", peer=peer)
+        self._sessions.add(session)
+        loop = asyncio.get_running_loop()
+        idle = (
+            loop.call_later(self.limits.auth_timeout, session.close_if_unauthenticated)
+            if self.limits.auth_timeout > 0
+            else None
+        )
+        pump = asyncio.create_task(session.pump(send))
+        reading = asyncio.create_task(self._read_loop(session, receive))
+        ended = asyncio.create_task(session.ended.wait())
+        log.info("cti_connected", peer=session.peer, transport=session.transport)
+        graceful = False
         try:
-            while client.closing is None:
-                line = await self._read_line(reader, client)
-                if line is None:
-                    break
-                if line.strip():
-                    await self._dispatch(client, line)
-            if client.closing is not None:
-                await asyncio.wait_for(pump, timeout=5)
-        except (ConnectionError, TimeoutError, asyncio.CancelledError):
+            await asyncio.wait({pump, reading, ended}, return_when=asyncio.FIRST_COMPLETED)
+            if session.closing is not None and not pump.done():
+                # a client that stopped reading never drains: cut it after the grace period
+                await asyncio.wait({pump}, timeout=self.limits.close_grace)
+            graceful = pump.done() and not pump.cancelled() and pump.exception() is None
+        except asyncio.CancelledError:
             pass
         finally:
-            self.bus._clients.discard(client)
-            pump.cancel()
-            writer.close()
-            log.info("cti_disconnected", peer=peer, reason=client.closing or "client_closed")
+            if idle is not None:
+                idle.cancel()
+            for t in (pump, reading, ended):
+                t.cancel()
+            await asyncio.gather(pump, reading, ended, return_exceptions=True)
+            self.bus._clients.discard(session)
+            self._sessions.discard(session)
+            try:
+                res = finish(graceful)
+                if inspect.isawaitable(res):
+                    await res
+            except Exception:  # the peer is gone already
+                pass
+            log.info(
+                "cti_disconnected",
+                peer=session.peer,
+                transport=session.transport,
+                reason=session.closing or "client_closed",
+            )
             self._tasks.discard(task)
 
-    async def _read_line(self, reader: asyncio.StreamReader, client: _Client) -> bytes | None:
+    async def _read_loop(self, session: Session, receive: Receive) -> None:
+        loop = asyncio.get_running_loop()
+        while session.closing is None:
+            try:
+                message = await receive()
+            except (ConnectionError, OSError):
+                return
+            if message is None:
+                return
+            if not session.spend(loop.time()):
+                log.warning("cti_flood", peer=session.peer, rate=self.limits.rate, burst=self.limits.burst)
+                session.send(
+                    error_reply(
+                        None,
+                        "cti.flood",
+                        f"more than {self.limits.burst} requests at once or {self.limits.rate:g}/s sustained",
+                    )
+                )
+                session.close("flood")
+                return
+            if message.strip():
+                await self._dispatch(session, message)
+            await asyncio.sleep(0)  # one client's burst must not starve the others
+
+    async def _read_line(self, reader: asyncio.StreamReader, client: Session) -> bytes | None:
         """One line, or None at EOF. An over-long line is answered and skipped."""
         while True:
             try:
@@ -290,7 +487,8 @@ class CtiServer:
                     error_reply(None, "cti.line_too_long", f"a line may hold at most {MAX_LINE_BYTES} bytes")
                 )
 
-    async def _dispatch(self, client: _Client, line: bytes) -> None:
+    # -------------------------------------------------------------- protocol
+    async def _dispatch(self, client: Session, line: bytes) -> None:
         rid: Any = None
         try:
             request = parse_request(line)
@@ -336,7 +534,7 @@ class CtiServer:
                 )
             )
 
-    async def _subscribe(self, client: _Client, rid: Any, args: dict[str, Any]) -> None:
+    async def _subscribe(self, client: Session, rid: Any, args: dict[str, Any]) -> None:
         """Set the patterns; with ``since``, replay every retained event after it, then
         go live with no gap and no duplicate at the seam."""
         patterns = parse_patterns(args)
@@ -344,7 +542,7 @@ class CtiServer:
         if since is not None and (not isinstance(since, int) or isinstance(since, bool) or since < 0):
             raise CtiError("cti.bad_request", '"since" must be a seq number (an integer >= 0)')
         self.bus._clients.discard(client)
-        client.subscription.patterns = patterns
+        client.subscription = Subscription(patterns)
         if since is None:
             self.bus._clients.add(client)
             client.send(ok_reply(rid, seq=self.bus.seq))
@@ -378,13 +576,30 @@ class CtiServer:
                 # step (no await since the flush): going live now leaves no gap
                 self.bus._clients.add(client)
                 return
-            while client.backlog() > MAX_QUEUED_LINES // 2 and client.closing is None:
+            while client.backlog() > client.limits.max_queued // 2 and client.closing is None:
                 await asyncio.sleep(0.005)  # let the client drain before the next chunk
 
-    def _auth(self, client: _Client, args: dict[str, Any]) -> None:
+    def _auth(self, client: Session, args: dict[str, Any]) -> None:
         offered = require_str(args, "token")
+        try:
+            client.token = self.authenticate(client.address, offered)
+        except CtiError as exc:
+            if exc.code == "cti.auth_failed":
+                client.auth_failures += 1
+                log.warning("cti_auth_failed", peer=client.peer, failures=client.auth_failures)
+            raise
+        log.info(
+            "cti_authenticated",
+            peer=client.peer,
+            transport=client.transport,
+            token_name=client.token.name,
+            scopes=sorted(client.token.scopes),
+        )
+
+    def authenticate(self, address: str, offered: str) -> Token:
+        """The token whose secret is ``offered``; failures are throttled per address
+        (shared by every transport and the HTTP API). Raises CtiError."""
         now = asyncio.get_running_loop().time()
-        address = client.peer.rsplit(":", 1)[0]
         blocked_until = self._blocked.get(address, 0.0)
         if now < blocked_until:
             raise CtiError(
@@ -393,19 +608,13 @@ class CtiServer:
             )
         for token in self.tokens:
             if hmac.compare_digest(token.secret.encode(), offered.encode()):
-                client.token = token
-                log.info(
-                    "cti_authenticated", peer=client.peer, token_name=token.name, scopes=sorted(token.scopes)
-                )
-                return
-        client.auth_failures += 1
+                return token
         recent = [t for t in self._failures.get(address, []) if t > now - THROTTLE_WINDOW] + [now]
         self._failures[address] = recent
         if len(recent) >= THROTTLE_FAILURES:
             self._blocked[address] = now + THROTTLE_BLOCK
             self._failures.pop(address, None)
             log.warning("cti_auth_throttled", address=address, seconds=THROTTLE_BLOCK)
-        log.warning("cti_auth_failed", peer=client.peer, failures=client.auth_failures)
         raise CtiError("cti.auth_failed", "the token is not valid; check [cti] tokens in the server's config")
 
 
@@ -415,6 +624,9 @@ __all__ = [
     "CtiServer",
     "EventBus",
     "Outbox",
+    "RecordingResolver",
+    "Session",
+    "SessionLimits",
     "Sink",
     "Token",
     "require_str",
