@@ -65,6 +65,14 @@ CREATE INDEX IF NOT EXISTS caller_contacts_by_number ON caller_contacts (number,
 """
 
 DEFAULT_TIERS = ("standard", "silver", "gold", "platinum")
+# what an unknown caller, or a profile missing a field, reads as
+PROFILE_DEFAULTS: dict[str, Any] = {
+    "tier": "standard",
+    "assisted": False,
+    "language": "",
+    "priority_human": False,
+    "name": "",
+}
 COLUMNS = ("number", "tier", "assisted", "language", "priority_human", "name", "notes")
 _TRUE = {"1", "true", "yes", "y", "t", "x"}
 _FALSE = {"", "0", "false", "no", "n", "f"}
@@ -126,13 +134,17 @@ def validate_row(
     if "tier" in row:
         tier = (row["tier"] or "").strip().lower() or "standard"
         if tier not in tiers:
-            errors.append(RowError(line, "tier", f"'{row['tier']}' is not a tier; use one of {', '.join(tiers)}"))
+            errors.append(
+                RowError(line, "tier", f"'{row['tier']}' is not a tier; use one of {', '.join(tiers)}")
+            )
         out["tier"] = tier
     for col in ("assisted", "priority_human"):
         if col in row:
             value = parse_bool(row[col] or "")
             if value is None:
-                errors.append(RowError(line, col, f"'{row[col]}' is not a yes/no value; use 1/0, yes/no or true/false"))
+                errors.append(
+                    RowError(line, col, f"'{row[col]}' is not a yes/no value; use 1/0, yes/no or true/false")
+                )
             out[col] = value
     if "language" in row:
         language = (row["language"] or "").strip()
@@ -209,7 +221,7 @@ class ResumeOffer:
 def resume_offer(
     contacts: Iterable[Contact],
     now_wall: float,
-    policy: ResumePolicy = ResumePolicy(),  # noqa: B008 -- frozen, so a shared default is safe
+    policy: ResumePolicy = ResumePolicy(),
     *,
     node_exists: Callable[[str, str], bool] | None = None,
 ) -> ResumeOffer | None:
@@ -224,26 +236,25 @@ def resume_offer(
     ago = max(0.0, now_wall - latest.ended_at)
     if ago > policy.window:
         return None
-    common = {
-        "call_id": latest.call_id,
-        "seconds_ago": ago,
-        "flow": latest.flow,
-        "flow_version": latest.flow_version,
-    }
     if latest.queue:
-        return ResumeOffer(
-            kind="queue",
-            node=None,
-            queue=latest.queue,
-            priority=latest.priority,
-            waited_seconds=latest.waited_seconds,
-            **common,
-        )
-    if latest.last_node and (
+        kind: Literal["queue", "node"] = "queue"
+    elif latest.last_node and (
         node_exists is None or (latest.flow is not None and node_exists(latest.flow, latest.last_node))
     ):
-        return ResumeOffer(kind="node", node=latest.last_node, queue=None, priority=None, waited_seconds=0.0, **common)
-    return None
+        kind = "node"
+    else:
+        return None
+    return ResumeOffer(
+        kind=kind,
+        call_id=latest.call_id,
+        seconds_ago=ago,
+        flow=latest.flow,
+        flow_version=latest.flow_version,
+        node=latest.last_node if kind == "node" else None,
+        queue=latest.queue if kind == "queue" else None,
+        priority=latest.priority if kind == "queue" else None,
+        waited_seconds=latest.waited_seconds if kind == "queue" else 0.0,
+    )
 
 
 def caller_variables(
@@ -261,11 +272,7 @@ def caller_variables(
         "number": number,
         "known": profile is not None,
         "source": p.get("source", ""),  # "db", "http" or "" (unknown caller)
-        "tier": p.get("tier", "standard"),
-        "assisted": bool(p.get("assisted", False)),
-        "language": p.get("language", ""),
-        "priority_human": bool(p.get("priority_human", False)),
-        "name": p.get("name", ""),
+        **{k: p.get(k, v) for k, v in PROFILE_DEFAULTS.items()},
         "recent": [c.as_variable(now_wall) for c in recent],
         "contacts_recent": len(recent),
         "returning": offer is not None,
@@ -289,7 +296,9 @@ class ImportReport:
     def summary(self, limit: int = 50) -> str:
         if self.ok:
             return f"{self.path}: imported {self.rows} rows ({self.inserted} new, {self.updated} updated)"
-        lines = [f"{self.path}:{e.line}: {e.column + ': ' if e.column else ''}{e.message}" for e in self.errors]
+        lines = [
+            f"{self.path}:{e.line}: {e.column + ': ' if e.column else ''}{e.message}" for e in self.errors
+        ]
         more = len(self.errors) - limit
         tail = [f"... and {more} more"] if more > 0 else []
         head = f"{self.path}: {len(self.errors)} error(s); nothing was imported"
@@ -324,7 +333,9 @@ def read_csv(csv_path: Path, tiers: Collection[str]) -> tuple[list[dict[str, Any
     reader = csv.reader(io.StringIO(text), dialect)
     header = next(reader, None)
     if header is None:
-        report.errors.append(RowError(1, "", "the file is empty; the first line must be a header like number,tier"))
+        report.errors.append(
+            RowError(1, "", "the file is empty; the first line must be a header like number,tier")
+        )
         return [], [], report
     columns = [h.strip().lower() for h in header]
     if "number" not in columns:
@@ -348,7 +359,9 @@ def read_csv(csv_path: Path, tiers: Collection[str]) -> tuple[list[dict[str, Any
             continue  # blank line
         report.rows += 1
         if len(cells) != len(columns):
-            report.errors.append(RowError(line, "", f"{len(cells)} fields, but the header has {len(columns)}"))
+            report.errors.append(
+                RowError(line, "", f"{len(cells)} fields, but the header has {len(columns)}")
+            )
             continue
         values, errors = validate_row(dict(zip(columns, cells, strict=True)), line, tiers)
         report.errors.extend(errors)
@@ -364,7 +377,9 @@ def read_csv(csv_path: Path, tiers: Collection[str]) -> tuple[list[dict[str, Any
     return rows, columns, report
 
 
-def import_csv(db_path: str | Path, csv_path: str | Path, *, tiers: Collection[str] = DEFAULT_TIERS) -> ImportReport:
+def import_csv(
+    db_path: str | Path, csv_path: str | Path, *, tiers: Collection[str] = DEFAULT_TIERS
+) -> ImportReport:
     """Upsert profiles from a CSV file with a header row, all or nothing.
 
     Only the columns present in the file are written; a number already known
@@ -432,7 +447,9 @@ def _contact_row(row: sqlite3.Row | aiosqlite.Row) -> Contact:
     )
 
 
-def show(db_path: str | Path, number: str, *, now_wall: float, within: float = 86_400.0) -> dict[str, Any] | None:
+def show(
+    db_path: str | Path, number: str, *, now_wall: float, within: float = 86_400.0
+) -> dict[str, Any] | None:
     """A profile with its notes and recent contacts, for a person (the CLI)."""
     normalized = normalize_number(number)
     if normalized is None:
@@ -542,19 +559,22 @@ class ProfileStore:
         if not isinstance(body, dict):
             log.warning("profile_lookup_bad_body", number=mask_number(number))
             return None
-        row = {k: str(v) if not isinstance(v, bool) else ("1" if v else "0") for k, v in body.items() if k in COLUMNS}
+        row = {
+            k: str(v) if not isinstance(v, bool) else ("1" if v else "0")
+            for k, v in body.items()
+            if k in COLUMNS
+        }
         row["number"] = number
         values: dict[str, Any] = {"number": number}
         for key, value in row.items():
             ok, errors = validate_row({"number": number, key: value}, 0, self.tiers)
             if ok is None:
-                log.warning("profile_lookup_field_dropped", number=mask_number(number), field=key,
-                            error=errors[0].message)  # fmt: skip
+                masked = mask_number(number)
+                log.warning("profile_lookup_field_dropped", number=masked, field=key, error=errors[0].message)
             else:
                 values.update(ok)
         values.pop("notes", None)
-        defaults = {"tier": "standard", "assisted": False, "language": "", "priority_human": False, "name": ""}
-        return {**defaults, **values, "source": "http"}
+        return {**PROFILE_DEFAULTS, **values, "source": "http"}
 
     async def record_contact(
         self,
@@ -579,8 +599,8 @@ class ProfileStore:
             return
         db = self._conn()
         await db.execute(
-            "INSERT OR REPLACE INTO caller_contacts (call_id, number, ended_at, flow, flow_version, last_node,"
-            " queue, priority, waited_seconds, agent_id, agent_connected, cause)"
+            "INSERT OR REPLACE INTO caller_contacts (call_id, number, ended_at, flow, flow_version,"
+            " last_node, queue, priority, waited_seconds, agent_id, agent_connected, cause)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (call_id, normalized, ended_at, flow, flow_version, last_node, queue, priority, waited_seconds,
              agent_id, int(agent_connected), cause),
@@ -607,7 +627,7 @@ class ProfileStore:
         self,
         number: str,
         now_wall: float,
-        policy: ResumePolicy = ResumePolicy(),  # noqa: B008 -- frozen, so a shared default is safe
+        policy: ResumePolicy = ResumePolicy(),
         *,
         recent_within: float = 86_400.0,
         node_exists: Callable[[str, str], bool] | None = None,
@@ -639,13 +659,18 @@ def cli_main(argv: Sequence[str]) -> int:
     Exit status: 0 done, 1 the CSV has errors (nothing imported) or the number
     is unknown, 2 bad usage or config.
     """
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default="config.toml", help="config file (default: ./config.toml)")
+    common.add_argument("--database", default=None, help="SQLite file (default: from the config)")
     parser = argparse.ArgumentParser(prog="hotline profiles", description="caller profiles")
-    parser.add_argument("--config", default="config.toml", help="config file (default: ./config.toml)")
-    parser.add_argument("--database", default=None, help="SQLite file (default: from the config)")
     sub = parser.add_subparsers(dest="command", required=True)
-    imp = sub.add_parser("import", help="upsert profiles from a CSV with a header row; all or nothing")
+    imp = sub.add_parser(
+        "import", parents=[common], help="upsert profiles from a CSV with a header row; all or nothing"
+    )
     imp.add_argument("csv", help="CSV file: number,tier,assisted,language,priority_human,name,notes")
-    shw = sub.add_parser("show", help="print a number's profile and recent contacts as JSON")
+    shw = sub.add_parser(
+        "show", parents=[common], help="print a number's profile and recent contacts as JSON"
+    )
     shw.add_argument("number")
     args = parser.parse_args(list(argv))
     tiers: tuple[str, ...] = DEFAULT_TIERS

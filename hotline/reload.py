@@ -251,8 +251,8 @@ class FlowWatcher:
             self.on_accept(self.live, decision.event)
         else:
             for d in decision.errors:
-                log.error("flow_rejected", file=d.loc.file, line=d.loc.line, col=d.loc.col, code=d.code,
-                          message=d.message)  # fmt: skip
+                where = {"file": d.loc.file, "line": d.loc.line, "col": d.loc.col}
+                log.error("flow_rejected", **where, code=d.code, message=d.message)
             self.on_reject(decision.errors, decision.event)
         return decision
 
