@@ -55,7 +55,7 @@ def _start_failure(exc: Exception, config: Config) -> str:
             f"the CTI address {config.cti.host}:{config.cti.port} is in use; stop the other "
             "process or set [cti] port"
         )
-    if type(exc).__name__ == "TelephonyError":
+    if isinstance(exc, telephony.TelephonyError):
         return f"{exc}; is SIP port {config.sip.port} in use? Stop the other process or set [sip] port"
     return f"{type(exc).__name__}: {exc}"
 
@@ -198,6 +198,8 @@ class CallSession:
     ringing: dict[str, AgentLeg] = field(default_factory=dict)  # agent id -> leg being rung
     position: int | None = None  # place in line last told to the IVR
     keywords: list[dict[str, str]] = field(default_factory=list)  # keyword interrupts hit
+    segment: int = 1  # recording segment: a caller moved to another agent gets <call_id>-2.wav ...
+    gaps: list[dict[str, str | None]] = field(default_factory=list)  # recording pauses, ISO times
     playing: int | None = None  # token of the prompt the caller hears
     timer: asyncio.TimerHandle | None = None
     recording: tuple[Path, Path, Path] | None = None  # caller part, agent part, final
@@ -290,6 +292,7 @@ class Server:
         self._background: set[asyncio.Task[Any]] = set()
         self._prompt_paths: dict[tuple[str, str], Path | None] = {}
         self._http: aiohttp.ClientSession | None = None
+        self.emergency = False  # the emergency-closure switch flows read as `emergency`
 
     # ------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -379,7 +382,12 @@ class Server:
     def _incoming(self, event: tev.IncomingCall) -> None:
         call_id = secrets.token_hex(8)
         interp = ivr.build_interpreter(
-            self.flow, call_id, event.caller, flows=self.flows, wall=datetime.datetime.now().astimezone()
+            self.flow,
+            call_id,
+            event.caller,
+            flows=self.flows,
+            variables={"emergency": self.emergency},
+            wall=datetime.datetime.now().astimezone(),
         )
         session = CallSession(
             call_id=call_id,
@@ -777,9 +785,20 @@ class Server:
             self.endpoint.hangup(s.leg)
             return
         parts = self.recordings / ".parts"
-        caller_part, agent_part = parts / f"{s.call_id}-caller.wav", parts / f"{s.call_id}-agent.wav"
+        name = s.call_id if s.segment == 1 else f"{s.call_id}-{s.segment}"
+        caller_part, agent_part = parts / f"{name}-caller.wav", parts / f"{name}-agent.wav"
         if self._safely(s, self.endpoint.record, [(s.leg, caller_part), (rung.leg, agent_part)]):
-            s.recording = (caller_part, agent_part, self.recordings / f"{s.call_id}.wav")
+            s.recording = (caller_part, agent_part, self.recordings / f"{name}.wav")
+            s.gaps = []
+
+    def _recording_summary(self, s: CallSession) -> dict[str, Any]:
+        """What a recording's sidecar needs from a call that goes on (the final summary
+        is built when the caller hangs up)."""
+        return {
+            "service_code": None,
+            "caller": mask_number(s.caller, self.config.cti.caller_mask),
+            "inputs": [dict(i) for i in s.interp.inputs],
+        }
 
     def _finish_recordings(self, s: CallSession, summary: dict[str, Any]) -> None:
         """Close the recorders now; merge, verify and checksum off the loop thread."""
@@ -798,7 +817,7 @@ class Server:
                 "flow_version": s.interp.flow.version,
                 "ivr_inputs": summary["inputs"],
                 "channels": {"left": "caller", "right": "agent"},
-                "gaps": [],  # recording pauses (secure entry while recording): none so far
+                "gaps": [dict(g) for g in s.gaps],  # recording pauses: {"from", "to"} ISO times
             }
             self._spawn(self._publish_recording(s.call_id, *s.recording, sidecar))
             s.recording = None
@@ -816,8 +835,10 @@ class Server:
             side = final.with_suffix(".json")
             await asyncio.to_thread(_write_json, side, sidecar)
         except Exception as exc:
-            log.error("recording_failed", call_id=call_id, error=str(exc))
-            self.bus.publish(hev.RecordingFailed(call_id=call_id, kind="call", error=str(exc)))
+            log.error("recording_failed", call_id=call_id, error=f"{type(exc).__name__}: {exc}")
+            self.bus.publish(
+                hev.RecordingFailed(call_id=call_id, kind="call", error=f"{type(exc).__name__}: {exc}")
+            )
             return
         left.unlink(missing_ok=True)
         right.unlink(missing_ok=True)
@@ -854,10 +875,36 @@ class Server:
 
     # ------------------------------------------------------------------- CTI
     async def _control(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
-        agent_cmds = {"agent.login", "agent.ready", "agent.not_ready", "agent.logout"}
-        if cmd not in agent_cmds:
-            known = ", ".join(sorted({"auth", "subscribe", "ping", *agent_cmds}))
+        """Commands from the CTI socket that act on agents, calls, queues and flows."""
+        handler = self._commands().get(cmd)
+        if handler is None:
+            known = ", ".join(sorted({"auth", "subscribe", "ping", *self._commands()}))
             raise cti_bridge.CtiError("cti.unknown_command", f"unknown command '{cmd}'; known: {known}")
+        try:
+            return handler(args)
+        except acd.AcdError as exc:
+            raise cti_bridge.CtiError(exc.code, str(exc)) from None
+        except telephony.TelephonyError as exc:
+            raise cti_bridge.CtiError(exc.code, f"the call's SIP leg is gone: {exc}") from None
+
+    def _commands(self) -> dict[str, Any]:
+        return {
+            "agent.login": lambda a: self._cmd_agent("agent.login", a),
+            "agent.ready": lambda a: self._cmd_agent("agent.ready", a),
+            "agent.not_ready": lambda a: self._cmd_agent("agent.not_ready", a),
+            "agent.logout": lambda a: self._cmd_agent("agent.logout", a),
+            "agent.end_wrap_up": self._cmd_end_wrap_up,
+            "call.hangup": self._cmd_hangup,
+            "call.hold": lambda a: self._cmd_hold(a, hold=True),
+            "call.retrieve": lambda a: self._cmd_hold(a, hold=False),
+            "call.transfer": self._cmd_transfer,
+            "call.set_variables": self._cmd_set_variables,
+            "call.recording": self._cmd_recording,
+            "queue.status": self._cmd_queue_status,
+            "flow.emergency": self._cmd_emergency,
+        }
+
+    def _cmd_agent(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
         agent_id = cti_bridge.require_str(args, "agent")
         event: acd.events.Input
         if cmd == "agent.login":
@@ -877,8 +924,135 @@ class Server:
             )
         else:
             event = acd.events.AgentLoggedOut(agent_id=agent_id)
-        try:
-            self._acd(event)
-        except acd.AcdError as exc:
-            raise cti_bridge.CtiError(exc.code, str(exc)) from None
+        self._acd(event)
         return {"state": self.router.agent_state(agent_id).value}
+
+    def _session(self, args: dict[str, Any]) -> CallSession:
+        call_id = cti_bridge.require_str(args, "call_id")
+        s = self.calls.get(call_id)
+        if s is None:
+            raise cti_bridge.CtiError("call.unknown", f"no call {call_id} is in progress")
+        return s
+
+    def _cmd_end_wrap_up(self, args: dict[str, Any]) -> dict[str, Any]:
+        agent_id = cti_bridge.require_str(args, "agent")
+        if agent_id in self.router.agents and self.router.agent_state(agent_id) is not acd.AgentState.WRAP_UP:
+            state = self.router.agent_state(agent_id).value
+            raise cti_bridge.CtiError("acd.not_in_wrap_up", f"agent {agent_id} is {state}, not in wrap-up")
+        self._acd(acd.events.AgentBecameReady(agent_id=agent_id))
+        return {"state": self.router.agent_state(agent_id).value}
+
+    def _cmd_hangup(self, args: dict[str, Any]) -> dict[str, Any]:
+        s = self._session(args)
+        s.end_cause = s.end_cause or "hung_up_by_cti"
+        self.endpoint.hangup(s.leg)
+        return {}
+
+    def _cmd_hold(self, args: dict[str, Any], *, hold: bool) -> dict[str, Any]:
+        s = self._session(args)
+        if s.phase != "connected":
+            raise cti_bridge.CtiError("call.not_connected", f"call {s.call_id} is not talking to an agent")
+        (self.endpoint.hold if hold else self.endpoint.retrieve)(s.leg)
+        return {}
+
+    def _cmd_transfer(self, args: dict[str, Any]) -> dict[str, Any]:
+        s = self._session(args)
+        to, queue = args.get("to"), args.get("queue")
+        if isinstance(to, str) and to.startswith(("sip:", "sips:")) and queue is None:
+            s.end_cause = "transferred"
+            self.endpoint.transfer(s.leg, to)
+            return {}
+        if isinstance(queue, str) and to is None:
+            if queue not in self.router.queues:
+                raise cti_bridge.CtiError("acd.unknown_queue", f"no queue {queue!r} is configured")
+            priority = args.get("priority", 0)
+            if not isinstance(priority, int):
+                raise cti_bridge.CtiError("cti.bad_request", '"priority" must be an integer')
+            self._requeue(s, queue, priority)
+            return {"queue": queue, "position": self.router.position(s.call_id)}
+        raise cti_bridge.CtiError(
+            "cti.bad_request", 'give either "to" (a SIP URI, blind transfer) or "queue" (a queue name)'
+        )
+
+    def _requeue(self, s: CallSession, queue: str, priority: int) -> None:
+        """Move a caller (talking, or waiting) to another queue, keeping the call up."""
+        if s.phase == "connected":
+            assert s.agent_id is not None and s.agent_leg is not None
+            self._finish_recordings(s, self._recording_summary(s))  # both recorders close first
+            leg, s.agent_leg = s.agent_leg, None  # detached: its BYE is not the agent hanging up
+            self._acd(acd.events.AgentHungUp(call_id=s.call_id, agent_id=s.agent_id))
+            self.endpoint.hangup(leg)
+        elif self.router.has_call(s.call_id):
+            self._acd(acd.events.CallerHungUp(call_id=s.call_id))  # leaves the old queue
+        s.phase, s.queue, s.queued_at, s.connected_at = "queued", queue, self._now(), None
+        s.segment += 1
+        data = {"caller": s.caller, "transferred": True, "ivr_path": list(s.interp.path)}
+        self._acd(acd.events.CallEnqueued(call_id=s.call_id, queue=queue, priority=priority, data=data))
+        if s.phase == "queued":
+            self._spawn(self._hold_music(s))
+
+    async def _hold_music(self, s: CallSession) -> None:
+        wav = await self._resolve_prompt(ivr.Prompt(id="pls-hold-while-try", text="Please hold."))
+        if s.phase == "queued":
+            s.playing = None
+            self._safely(s, self.endpoint.play, s.leg, wav, 0, True)
+
+    def _cmd_set_variables(self, args: dict[str, Any]) -> dict[str, Any]:
+        s = self._session(args)
+        values = args.get("variables")
+        if not isinstance(values, dict) or not values:
+            raise cti_bridge.CtiError(
+                "cti.bad_request", '"variables" must be an object like {"tier": "gold"}'
+            )
+        self._ivr(s, s.interp.handle(ivr.VariablesUpdated(values=values), self._now()))
+        return {}
+
+    def _cmd_recording(self, args: dict[str, Any]) -> dict[str, Any]:
+        s = self._session(args)
+        action = args.get("action")
+        if action not in ("pause", "resume", "stop"):
+            raise cti_bridge.CtiError("cti.bad_request", '"action" must be pause, resume or stop')
+        if s.recording is None:
+            raise cti_bridge.CtiError("recording.none", f"call {s.call_id} is not being recorded")
+        legs = [leg for leg in (s.leg, s.agent_leg) if leg is not None]
+        if action == "stop":
+            self._finish_recordings(s, self._recording_summary(s))
+            return {}
+        paused = action == "pause"
+        for leg in legs:
+            self.endpoint.pause_recording(leg, paused)
+        if paused:
+            s.gaps.append({"from": cti_bridge.iso_utc(time.time()), "to": None})
+        elif s.gaps and s.gaps[-1]["to"] is None:
+            s.gaps[-1]["to"] = cti_bridge.iso_utc(time.time())
+        return {}
+
+    def _cmd_queue_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        queue = cti_bridge.require_str(args, "queue")
+        if queue not in self.router.queues:
+            raise cti_bridge.CtiError("acd.unknown_queue", f"no queue {queue!r} is configured")
+        now = self._now()
+        waiting = []
+        for position, cid in enumerate(self.router.waiting(queue), start=1):
+            s = self.calls.get(cid)
+            since = s.queued_at if s is not None and s.queued_at is not None else now
+            waiting.append(
+                {
+                    "call_id": cid,
+                    "position": position,
+                    "wait_seconds": round(now - since, 3),
+                    "caller": s.caller if s is not None else None,
+                }
+            )
+        return {"queue": queue, "waiting": waiting, "figures": self.stats.queue_figures(queue, time.time())}
+
+    def _cmd_emergency(self, args: dict[str, Any]) -> dict[str, Any]:
+        on = args.get("on")
+        if not isinstance(on, bool):
+            raise cti_bridge.CtiError("cti.bad_request", '"on" must be true or false')
+        self.emergency = on
+        self.bus.publish(hev.EmergencyChanged(on=on))
+        for s in list(self.calls.values()):
+            if s.phase in ("ivr", "queued"):
+                self._ivr(s, s.interp.handle(ivr.VariablesUpdated(values={"emergency": on}), self._now()))
+        return {"on": on}

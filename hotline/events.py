@@ -71,3 +71,11 @@ class QueueStats:
     figures: Mapping[
         str, Any
     ]  # offered, answered, abandoned, sl_*, asa, aht, longest wait, agents by state ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmergencyChanged:
+    """The emergency-closure switch was flipped (flows read it as `emergency`)."""
+
+    wire: ClassVar[str] = "ivr.emergency_changed"
+    on: bool  # true: closed for an emergency

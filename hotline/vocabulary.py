@@ -23,6 +23,7 @@ EVENTS: tuple[type, ...] = (
     hev.RecordingReady,
     hev.RecordingFailed,
     hev.QueueStats,
+    hev.EmergencyChanged,
     ivr.IvrInput,
     ivr.IvrEscalated,
     ivr.IvrInterrupted,

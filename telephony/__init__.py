@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import events
+from .errors import LegGone, TelephonyError
 from .media import StereoResult, merge_stereo, sha256_file, wav_seconds, write_tone
 from .tts import Synthesizer
 
@@ -31,8 +32,10 @@ def endpoint_config(**fields: object) -> EndpointConfig:
 
 
 __all__ = [
+    "LegGone",
     "StereoResult",
     "Synthesizer",
+    "TelephonyError",
     "build_endpoint",
     "endpoint_config",
     "events",

@@ -24,23 +24,12 @@ import pjsua2 as pj
 import structlog
 
 from . import events as ev
+from .errors import LegGone, TelephonyError
 from .media import wav_seconds
 
 log = structlog.get_logger("telephony")
 
 PUMP_INTERVAL = 0.004  # seconds between libHandleEvents(0) calls
-
-
-class TelephonyError(Exception):
-    """Base of errors of the telephony package."""
-
-    code = "telephony.error"
-
-
-class LegGone(TelephonyError):
-    """The leg no longer exists (hung up)."""
-
-    code = "telephony.leg_gone"
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,20 +311,22 @@ class Endpoint:
             )
         return leg_id
 
-    def play(self, leg_id: str, wav: Path, token: int) -> float:
+    def play(self, leg_id: str, wav: Path, token: int, loop: bool = False) -> float:
         """Play a WAV to a leg (replacing what it plays). PlaybackFinished(token) follows
-        after the file's length. Returns that length in seconds."""
+        after the file's length, unless ``loop`` (then it plays until stopped or
+        replaced). Returns the file's length in seconds."""
         assert self._loop is not None
         leg = self._leg(leg_id)
         self.stop_play(leg_id)
         player = pj.AudioMediaPlayer()
-        player.createPlayer(str(wav), pj.PJMEDIA_FILE_NO_LOOP)
+        player.createPlayer(str(wav), 0 if loop else pj.PJMEDIA_FILE_NO_LOOP)
         player.startTransmit(leg.call.getAudioMedia(-1))
         leg.player, leg.player_token = player, token
         seconds = self._durations.get(wav)
         if seconds is None:
             seconds = self._durations[wav] = wav_seconds(wav)
-        self._loop.call_later(seconds, self._played, leg_id, token)
+        if not loop:
+            self._loop.call_later(seconds, self._played, leg_id, token)
         return seconds
 
     def _played(self, leg_id: str, token: int) -> None:
@@ -385,6 +376,16 @@ class Endpoint:
         leg = self._legs.get(leg_id)
         if leg is not None:
             leg.recorders.clear()
+
+    def hold(self, leg_id: str) -> None:
+        """Put the far end on hold (re-INVITE with a=sendonly)."""
+        self._leg(leg_id).call.setHold(pj.CallOpParam(True))
+
+    def retrieve(self, leg_id: str) -> None:
+        """Take the far end off hold (re-INVITE with a=sendrecv)."""
+        prm = pj.CallOpParam(True)
+        prm.opt.flag = pj.PJSUA_CALL_UNHOLD
+        self._leg(leg_id).call.reinvite(prm)
 
     def transfer(self, leg_id: str, uri: str) -> None:
         self._leg(leg_id).call.xfer(uri, pj.CallOpParam(True))

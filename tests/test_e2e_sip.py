@@ -310,3 +310,64 @@ def test_ports_in_use_exit_2_with_the_reason(tmp_path: Path) -> None:
             server.start()
     assert server.proc.returncode == 2
     assert "is in use; stop the other process or set [cti] port" in str(info.value)
+
+
+async def test_cti_call_commands_on_a_live_call(cti: Any, tmp_path: Path) -> None:
+    port1, port2 = free_port(), free_port()
+    sales = Sipp("agent_uas", tmp_path, local_port=port1, rtp_echo=True, name="agent_sales").start()
+    support = Sipp("agent_uas", tmp_path, local_port=port2, rtp_echo=True, name="agent_support").start()
+    server, client = await cti(
+        [
+            {**agent("1001", port1, ("sales",)), "wrap_up": 60},  # ended by agent.end_wrap_up below
+            {"id": "1002", "skills": ["support"], "contact": f"sip:1002@127.0.0.1:{port2}"},
+        ]
+    )
+    caller = Sipp(
+        "caller_dtmf",
+        tmp_path,
+        remote=f"127.0.0.1:{server.sip_port}",
+        service="hotline",
+        keys={"dtmf_delay": 3000, "talk_ms": 40000, **dtmf_keys("1", tmp_path)},
+    ).start()
+    connected = await client.wait_event("call.connected", timeout=30)
+    cid = connected["call_id"]
+    for cmd, args in [
+        ("call.hold", {}),
+        ("call.retrieve", {}),
+        ("call.recording", {"action": "pause"}),
+        ("call.recording", {"action": "resume"}),
+        ("call.set_variables", {"variables": {"tier": "gold"}}),
+    ]:
+        reply = await client.request(cmd, call_id=cid, **args)
+        assert reply["ok"], (cmd, reply)
+    status = await client.request("queue.status", queue="sales")
+    assert status["ok"] and status["waiting"] == [] and "offered" in status["figures"]
+    assert (await client.request("call.hangup", call_id="nope"))["error"]["code"] == "call.unknown"
+    assert (await client.request("call.transfer", call_id=cid))["error"]["code"] == "cti.bad_request"
+    assert (await client.request("agent.end_wrap_up", agent="1002"))["error"]["code"] == "acd.not_in_wrap_up"
+    # move the caller to the support queue: agent 1001 is released, 1002 answers
+    assert (await client.request("call.transfer", call_id=cid, queue="support"))["ok"]
+    await client.wait_event("call.connected", agent_id="1002", timeout=20)
+    first = await client.wait_event("recording.ready", timeout=20)
+    assert first["data"]["path"].endswith(f"{cid}.wav")
+    sidecar = json.loads(Path(first["data"]["sidecar"]).read_text())
+    assert len(sidecar["gaps"]) == 1 and sidecar["gaps"][0]["to"] is not None  # the pause is marked
+    assert (await client.request("agent.end_wrap_up", agent="1001"))["state"] == "available"
+    assert (await client.request("flow.emergency", on=True))["on"] is True
+    await client.wait_event("ivr.emergency_changed")
+    assert (await client.request("call.hangup", call_id=cid))["ok"]
+    ended = await client.wait_event("call.ended", timeout=20)
+    assert ended["data"]["cause"] == "hung_up_by_cti" and ended["data"]["agent_id"] == "1002"
+    second = await client.wait_for(
+        lambda: [
+            e
+            for e in client.events
+            if e["event"] == "recording.ready" and e["data"]["path"].endswith("-2.wav")
+        ],
+        20,
+        "the second recording segment",
+    )
+    assert second[0]["call_id"] == cid
+    caller.wait(60)
+    for peer in (sales, support):
+        assert peer.wait(20) == 0, peer.summary()
