@@ -51,9 +51,11 @@ class StartError(Exception):
 
 def _start_failure(exc: Exception, config: Config) -> str:
     if isinstance(exc, OSError) and exc.errno == 98:
+        c = config.cti
         return (
-            f"the CTI address {config.cti.host}:{config.cti.port} is in use; stop the other "
-            "process or set [cti] port"
+            f"a CTI port is in use ({c.host}: port {c.port}, http_port {c.http_port}"
+            f"{f', tls_port {c.tls_port}' if c.tls_cert else ''}): stop the other process or "
+            "change them in [cti]"
         )
     if isinstance(exc, telephony.TelephonyError):
         return f"{exc}; is SIP port {config.sip.port} in use? Stop the other process or set [sip] port"
@@ -258,15 +260,27 @@ class Server:
             ),
             self._on_telephony,
         )
+        c = config.cti
+        tls = (
+            cti_bridge.tls_context(str(config.path(c.tls_cert)), str(config.path(c.tls_key)))
+            if c.tls_cert
+            else None
+        )
+        self.audit = cti_bridge.AuditLog(config.path(config.storage.database))
         self.cti = cti_bridge.build_cti(
             self.bus,
-            [
-                cti_bridge.Token(t.name, t.secret, frozenset(t.scopes), t.agent or None)
-                for t in config.cti.tokens
-            ],
+            [cti_bridge.Token(t.name, t.secret, frozenset(t.scopes), t.agent or None) for t in c.tokens],
             self._control,
-            host=config.cti.host,
-            port=config.cti.port,
+            host=c.host,
+            port=c.port,
+            tls=tls,
+            tls_port=c.tls_port if tls else None,
+            http_port=c.http_port or None,
+            http_host=c.http_host or None,
+            http_tls=tls if c.http_tls else None,
+            recordings=self._recording_path,
+            audit=self.audit,
+            limits=cti_bridge.SessionLimits(auth_timeout=c.auth_timeout),
         )
         self.mqtt: cti_bridge.MqttPublisher | None = None
         if config.mqtt is not None and self.bus.outbox is not None:
@@ -337,6 +351,7 @@ class Server:
         if self._background:
             await asyncio.wait(self._background, timeout=10)
         await self.cti.stop()
+        self.audit.close()
         if self.mqtt is not None:
             await self.mqtt.stop()
         if self.bus.outbox is not None:
@@ -790,6 +805,16 @@ class Server:
         if self._safely(s, self.endpoint.record, [(s.leg, caller_part), (rung.leg, agent_part)]):
             s.recording = (caller_part, agent_part, self.recordings / f"{name}.wav")
             s.gaps = []
+
+    def _recording_path(self, call_id: str) -> Path | None:
+        """The file GET /recordings/<call_id> serves: the call recording, else the voicemail."""
+        if not all(ch.isalnum() or ch == "-" for ch in call_id):
+            return None  # never a path outside the recordings directory
+        for name in (f"{call_id}.wav", f"{call_id}-voicemail.wav"):
+            path = self.recordings / name
+            if path.is_file():
+                return path
+        return None
 
     def _recording_summary(self, s: CallSession) -> dict[str, Any]:
         """What a recording's sidecar needs from a call that goes on (the final summary

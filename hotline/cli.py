@@ -105,6 +105,25 @@ def _diagram(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_verify(argv: list[str]) -> int:
+    import cti_bridge
+
+    ap = argparse.ArgumentParser(prog="hotline audit verify")
+    ap.add_argument("--config", default="config.toml")
+    args = ap.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"hotline: {exc}", file=sys.stderr)
+        return 2
+    ok, bad = cti_bridge.verify_audit(config.path(config.storage.database))
+    if ok:
+        print("audit log intact")
+        return 0
+    print(f"audit log broken at row {bad}: it was changed, removed or forged after it was written")
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hotline", description="CTI/IVR telephony server with an ACD core")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -122,11 +141,21 @@ def main(argv: list[str] | None = None) -> int:
     diagram.set_defaults(func=_diagram)
     sub.add_parser("simulate", help="run the ACD core on a simulated load; `hotline simulate --help`")
     sub.add_parser("report", help="queue figures per 15-minute interval; `hotline report --help`")
+    sub.add_parser(
+        "audit", help="`hotline audit verify [--config FILE]`: check the recording-access audit chain"
+    )
+    sub.add_parser("profiles", help="caller profiles: `hotline profiles import FILE.csv` or `show NUMBER`")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["simulate"]:  # these own their options
         import acd
 
         return int(acd.simulator.main(argv[1:]))
+    if argv[:2] == ["audit", "verify"]:
+        return _audit_verify(argv[2:])
+    if argv[:1] == ["profiles"]:
+        from . import profiles
+
+        return int(profiles.cli_main(argv[1:]))
     if argv[:1] == ["report"]:
         from .report import main as report
 

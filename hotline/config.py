@@ -56,6 +56,13 @@ class CtiConfig:
     retain_seconds: float = 604800.0  # events kept for `since` replay: 7 days ...
     retain_events: int = 1_000_000  # ... and at most this many
     caller_mask: str = "none"  # caller numbers in call.ended summaries and sidecars: none, last4, all
+    tls_port: int = 7012  # the same protocol over TLS, when tls_cert is set
+    tls_cert: str = ""  # PEM certificate chain; "" = no TLS listener
+    tls_key: str = ""  # PEM private key
+    http_port: int = 7080  # WebSocket at /cti and GET /recordings/<call_id>; 0 = no HTTP port
+    http_host: str = ""  # "" = host
+    http_tls: bool = False  # serve the HTTP port over TLS (needs tls_cert)
+    auth_timeout: float = 10.0  # seconds a connection may stay unauthenticated
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +269,8 @@ def _check(config: Config, where: str) -> None:
     for t in config.sip.transports:
         if t not in ("udp", "tcp"):
             raise ConfigError(f"{where}: sip.transports: '{t}' is not one of udp, tcp")
+    if config.cti.http_tls and not config.cti.tls_cert:
+        raise ConfigError(f"{where}: cti.http_tls needs cti.tls_cert and cti.tls_key")
     if config.cti.caller_mask not in ("none", "last4", "all"):
         raise ConfigError(f"{where}: cti.caller_mask must be none, last4 or all")
     if config.server.log_format not in ("auto", "json", "console"):

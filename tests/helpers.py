@@ -136,6 +136,7 @@ class HotlineProcess:
     extra_toml: str = ""  # appended to the generated config
     sip_port: int = 0
     cti_port: int = 0
+    http_port: int = 0
     proc: Any = None
 
     def config_text(self) -> str:
@@ -153,6 +154,7 @@ class HotlineProcess:
             "[cti]",
             'host = "127.0.0.1"',
             f"port = {self.cti_port}",
+            f"http_port = {self.http_port}",
             "[[cti.tokens]]",
             'name = "tests"',
             f'secret = "{self.token}"',
@@ -177,6 +179,7 @@ class HotlineProcess:
     def start(self, timeout: float = 20.0) -> HotlineProcess:
         self.sip_port = self.sip_port or free_port()
         self.cti_port = self.cti_port or free_port()
+        self.http_port = self.http_port or free_port()
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "config.toml"
         config.write_text(self.config_text())

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -51,6 +53,20 @@ async def cti(tmp_path: Path) -> AsyncIterator[Any]:
         await client.close()
         assert server.stop() == 0, f"unclean shutdown:\n{server.log()}"
         validate_events(client.events)  # every emitted event matches its published schema
+        verify = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hotline",
+                "audit",
+                "verify",
+                "--config",
+                str(server.workdir / "config.toml"),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert verify.returncode == 0 and "intact" in verify.stdout, verify.stdout + verify.stderr
 
 
 def agent(agent_id: str, port: int, skills: tuple[str, ...] = ("sales", "support")) -> dict[str, Any]:
@@ -132,6 +148,18 @@ async def test_call_reaches_agent_with_events_recording_and_record(cti: Any, tmp
     assert summary["caller"] == "5551234" and summary["disposition"] == "caller_hangup"
     assert summary["ivr_path"] == ["greeting", "main_menu", "sales"] and summary["agent_id"] == "1001"
     assert summary["talk_seconds"] > 3 and summary["queue"] == "sales"
+    # the recording over HTTP, whole and by range, for a read-scope token; every access audited
+    import aiohttp
+
+    url = f"http://127.0.0.1:{server.http_port}/recordings/{call_id}"
+    auth = {"Authorization": f"Bearer {server.token}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url, headers=auth) as resp:
+            assert resp.status == 200 and await resp.read() == path.read_bytes()
+        async with http.get(url, headers={**auth, "Range": "bytes=0-43"}) as resp:
+            assert resp.status == 206 and len(await resp.read()) == 44  # the WAV header
+        async with http.get(url, headers={"Authorization": "Bearer wrong"}) as resp:
+            assert resp.status == 401
     # the call record
     agent_sipp.wait(20)
     row = (
@@ -309,7 +337,7 @@ def test_ports_in_use_exit_2_with_the_reason(tmp_path: Path) -> None:
         with pytest.raises(AssertionError) as info:
             server.start()
     assert server.proc.returncode == 2
-    assert "is in use; stop the other process or set [cti] port" in str(info.value)
+    assert "a CTI port is in use" in str(info.value) and "change them in [cti]" in str(info.value)
 
 
 async def test_cti_call_commands_on_a_live_call(cti: Any, tmp_path: Path) -> None:
