@@ -27,6 +27,7 @@ import telephony
 from telephony import events as tev
 
 from . import events as hev
+from . import profiles, reload, servicecode
 from .config import Config
 from .store import CallStore
 
@@ -200,6 +201,10 @@ class CallSession:
     ringing: dict[str, AgentLeg] = field(default_factory=dict)  # agent id -> leg being rung
     position: int | None = None  # place in line last told to the IVR
     keywords: list[dict[str, str]] = field(default_factory=list)  # keyword interrupts hit
+    service_code: str = ""
+    profile_tier: str | None = None
+    caller_ready: bool = False  # the profile lookup is done (or gave up)
+    priority: int | None = None  # the priority the caller was queued with
     segment: int = 1  # recording segment: a caller moved to another agent gets <call_id>-2.wav ...
     gaps: list[dict[str, str | None]] = field(default_factory=list)  # recording pauses, ISO times
     playing: int | None = None  # token of the prompt the caller hears
@@ -238,6 +243,25 @@ class Server:
         self.prompt_dirs = [config.path(d) for d in config.prompts.directories]
         self.flows, self.flow = load_flows(config, self.prompt_dirs)
         self.store = CallStore(config.path(config.storage.database))
+        pc = config.profiles
+        self.profiles = profiles.ProfileStore(
+            config.path(pc.database or config.storage.database),
+            http=profiles.HttpLookup(pc.http_url, pc.http_timeout) if pc.http_url else None,
+        )
+        self.resume_policy = profiles.ResumePolicy(window=pc.resume_window)
+        self.codes = servicecode.ServiceCodes(secret=config.server.node.encode())
+        self.watcher = reload.FlowWatcher(
+            directory=config.path(config.flows.directory),
+            compile=reload.compile_with(
+                known_queues=[q.name for q in config.acd.queues],
+                known_skills=known_skills(config),
+                known_prompts=lambda: prompt_ids(self.prompt_dirs),
+            ),
+            on_accept=self._flows_accepted,
+            on_reject=lambda _diagnostics, event: self.bus.publish(event),
+            interval=config.flows.reload_interval or 1.0,
+            required=(config.flows.main,),
+        )
         self.recordings = config.path(config.recordings.directory)
         self.tts = telephony.Synthesizer(
             config.path(config.prompts.tts_cache),
@@ -315,6 +339,10 @@ class Server:
         try:
             (self.recordings / ".parts").mkdir(parents=True, exist_ok=True)
             await self.store.open()
+            await self.profiles.open()
+            if self.config.flows.reload_interval > 0:
+                self.watcher.prime()
+                self.watcher.start()
             self.tts.start()
             await self.cti.start()
             if self.mqtt is not None:
@@ -342,6 +370,7 @@ class Server:
 
     async def stop(self) -> None:
         log.info("hotline_stopping", calls=len(self.calls))
+        await self.watcher.stop()
         for session in list(self.calls.values()):
             session.end_cause = session.end_cause or "shutdown"
         await self.endpoint.shutdown()
@@ -356,6 +385,7 @@ class Server:
             await self.mqtt.stop()
         if self.bus.outbox is not None:
             self.bus.outbox.close()
+        await self.profiles.close()
         if self._http is not None:
             await self._http.close()
         self.tts.stop()
@@ -371,6 +401,12 @@ class Server:
             await self._stopping.wait()
         finally:
             await self.stop()
+
+    def _flows_accepted(self, flows: Any, event: Any) -> None:
+        """A valid edit of flows/: new calls use it; calls in progress keep their versions."""
+        self.flows = dict(flows)  # replaced, never changed in place: live calls hold the old dict
+        self.flow = self.flows[self.config.flows.main]
+        self.bus.publish(event)
 
     def _now(self) -> float:
         assert self._loop is not None
@@ -396,22 +432,17 @@ class Server:
 
     def _incoming(self, event: tev.IncomingCall) -> None:
         call_id = secrets.token_hex(8)
-        interp = ivr.build_interpreter(
-            self.flow,
-            call_id,
-            event.caller,
-            flows=self.flows,
-            variables={"emergency": self.emergency},
-            wall=datetime.datetime.now().astimezone(),
-        )
+        started_wall = time.time()
+        code = self.codes.issue(started_wall)
         session = CallSession(
             call_id=call_id,
             leg=event.leg_id,
             caller=event.caller,
-            interp=interp,
+            interp=self._interpreter(call_id, event.caller, code, None),
             started=self._now(),
-            started_wall=time.time(),
-            log=log.bind(call_id=call_id, flow=self.flow.name),
+            started_wall=started_wall,
+            log=log.bind(call_id=call_id, flow=self.flow.name, service_code=code),
+            service_code=code,
         )
         self.calls[call_id] = session
         self._by_leg[event.leg_id] = session
@@ -424,6 +455,7 @@ class Server:
                 sip_call_id=event.sip_call_id,
                 flow=self.flow.name,
                 flow_version=self.flow.version,
+                service_code=code,
             )
         )
         self.store.insert(
@@ -435,12 +467,61 @@ class Server:
             flow=self.flow.name,
             flow_version=self.flow.version,
             started_at=cti_bridge.iso_utc(session.started_wall),
+            service_code=code,
         )
         try:
             self.endpoint.answer(event.leg_id)
         except Exception as exc:
             session.log.error("answer_failed", error=str(exc))
             self.endpoint.hangup(event.leg_id, 500)
+        self._spawn(self._load_caller(session))
+
+    def _interpreter(
+        self, call_id: str, number: str, code: str, caller: dict[str, Any] | None
+    ) -> ivr.CallInterpreter:
+        variables: dict[str, Any] = {
+            "emergency": self.emergency,
+            "call": {"id": call_id, "service_code": code, "service_code_spoken": servicecode.speakable(code)},
+        }
+        if caller is not None:
+            variables["caller"] = caller
+            if caller.get("language"):
+                variables["language"] = caller["language"]
+        return ivr.build_interpreter(
+            self.flow,
+            call_id,
+            number,
+            flows=self.flows,
+            variables=variables,
+            wall=datetime.datetime.now().astimezone(),
+        )
+
+    async def _load_caller(self, s: CallSession) -> None:
+        """The caller's profile and recent contacts, before the IVR says a word; a slow
+        or broken lookup only costs its deadline and the call goes on without it."""
+        pc = self.config.profiles
+        caller: dict[str, Any]
+        try:
+            caller, _offer = await asyncio.wait_for(
+                self.profiles.caller_for_call(
+                    s.caller,
+                    s.started_wall,
+                    self.resume_policy,
+                    recent_within=pc.recent_window,
+                    node_exists=lambda f, n: f in self.flows and n in self.flows[f].nodes,
+                ),
+                pc.http_timeout + 1.0,
+            )
+        except Exception as exc:
+            s.log.warning("profile_lookup_failed", error=f"{type(exc).__name__}: {exc}")
+            caller = profiles.caller_variables(s.caller, None, now_wall=s.started_wall)
+        if s.phase == "ended":
+            return
+        if not s.ivr_started:
+            s.interp = self._interpreter(s.call_id, s.caller, s.service_code, caller)
+        s.profile_tier = caller.get("tier") or None
+        s.caller_ready = True
+        self._maybe_start_ivr(s)
 
     def _caller_event(self, s: CallSession, event: tev.TelephonyEvent) -> None:
         match event:
@@ -497,7 +578,7 @@ class Server:
             self._acd_from_sip(acd.events.AgentAnswered(call_id=s.call_id, agent_id=rung.agent_id))
 
     def _maybe_start_ivr(self, s: CallSession) -> None:
-        if s.confirmed and s.media_ready and not s.ivr_started:
+        if s.confirmed and s.media_ready and s.caller_ready and not s.ivr_started:
             s.ivr_started = True
             self._ivr(s, s.interp.start(self._now()))
 
@@ -522,8 +603,8 @@ class Server:
         talk = (now - connected) if connected is not None else 0.0
         summary = {
             "caller": mask_number(s.caller, self.config.cti.caller_mask),
-            "service_code": None,
-            "profile_tier": None,
+            "service_code": s.service_code,
+            "profile_tier": s.profile_tier,
             "ivr_path": list(s.interp.path),
             "inputs": [dict(i) for i in s.interp.inputs],  # secure entries are already masked
             "keywords": list(s.keywords),
@@ -572,6 +653,22 @@ class Server:
             ivr_path=s.interp.path,
             seconds=round(ended.total_seconds, 2),
         )
+        self._spawn(
+            self.profiles.record_contact(
+                s.caller,
+                s.call_id,
+                time.time(),
+                s.interp.path[-1] if s.interp.path else None,
+                s.queue,
+                s.agent_id,
+                cause,
+                flow=s.interp.flow.name,
+                flow_version=s.interp.flow.version,
+                priority=s.priority,
+                waited_seconds=wait,
+                agent_connected=connected is not None,
+            )
+        )
         self.calls.pop(s.call_id, None)
         self._by_leg.pop(s.leg, None)
 
@@ -589,7 +686,7 @@ class Server:
                 case ivr.Enqueue(queue=queue, priority=priority, data=data, skills=skills):
                     if skills:
                         s.log.warning("queue_skills_ignored", queue=queue, skills=list(skills))
-                    s.phase, s.queue, s.queued_at = "queued", queue, self._now()
+                    s.phase, s.queue, s.queued_at, s.priority = "queued", queue, self._now(), priority
                     self._acd(
                         acd.events.CallEnqueued(call_id=s.call_id, queue=queue, priority=priority, data=data)
                     )
@@ -820,7 +917,7 @@ class Server:
         """What a recording's sidecar needs from a call that goes on (the final summary
         is built when the caller hangs up)."""
         return {
-            "service_code": None,
+            "service_code": s.service_code,
             "caller": mask_number(s.caller, self.config.cti.caller_mask),
             "inputs": [dict(i) for i in s.interp.inputs],
         }

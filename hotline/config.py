@@ -98,6 +98,16 @@ class RecordingsConfig:
 class FlowsConfig:
     directory: str = "flows"
     main: str = "main"  # flow (file stem) that answers incoming calls
+    reload_interval: float = 1.0  # seconds between checks of the directory for edits; 0 = no hot reload
+
+
+@dataclass(frozen=True, slots=True)
+class ProfilesConfig:
+    database: str = ""  # SQLite file for caller profiles and recent contacts; "" = [storage] database
+    http_url: str = ""  # CRM lookup, e.g. "https://crm.example/callers/{number}"; "" = none
+    http_timeout: float = 1.5  # seconds a new call waits for the profile at most
+    resume_window: float = 600.0  # seconds after a dropped call that a call back is offered to resume
+    recent_window: float = 86400.0  # seconds of past calls shown to flows as caller.recent
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +177,7 @@ class Config:
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
     acd: AcdConfig = field(default_factory=AcdConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
+    profiles: ProfilesConfig = field(default_factory=ProfilesConfig)
     mqtt: MqttConfig | None = None  # no [mqtt] table: nothing MQTT runs
     base_dir: Path = Path(".")  # the config file's directory; not a TOML key
 

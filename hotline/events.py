@@ -17,6 +17,7 @@ class CallOffered:
     sip_call_id: str  # SIP Call-ID header of the caller's leg
     flow: str  # flow that will answer
     flow_version: str  # sha256 prefix of that flow file
+    service_code: str = ""  # short speakable code for this call, e.g. K7M-4QX
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

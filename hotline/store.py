@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS calls (
     inputs           TEXT,               -- JSON list of IVR inputs
     recording_path   TEXT,
     recording_sha256 TEXT,
-    survey           TEXT                -- JSON: question -> score 1-5
+    survey           TEXT,               -- JSON: question -> score 1-5
+    service_code     TEXT                -- the speakable code callers and agents quote
 );
 """
 
@@ -56,7 +57,7 @@ CREATE TABLE IF NOT EXISTS agent_intervals (
 """
 
 # columns added after a database was first created: (name, SQL type)
-MIGRATIONS = [("survey", "TEXT")]
+MIGRATIONS = [("survey", "TEXT"), ("service_code", "TEXT")]
 
 COLUMNS = {
     "sip_call_id",
@@ -79,6 +80,7 @@ COLUMNS = {
     "recording_path",
     "recording_sha256",
     "survey",
+    "service_code",
 }
 
 

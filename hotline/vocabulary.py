@@ -15,6 +15,7 @@ import cti_bridge
 import ivr
 
 from . import events as hev
+from . import reload
 
 EVENTS: tuple[type, ...] = (
     hev.CallOffered,
@@ -24,6 +25,8 @@ EVENTS: tuple[type, ...] = (
     hev.RecordingFailed,
     hev.QueueStats,
     hev.EmergencyChanged,
+    reload.FlowReloaded,
+    reload.FlowRejected,
     ivr.IvrInput,
     ivr.IvrEscalated,
     ivr.IvrInterrupted,

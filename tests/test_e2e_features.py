@@ -1,0 +1,104 @@
+"""Over real SIP: caller profiles, service codes and flow hot reload in the server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .helpers import ROOT, CtiClient, HotlineProcess, free_port
+from .peers import Sipp, dtmf_keys
+
+pytestmark = pytest.mark.sip
+
+
+async def test_profile_service_code_and_hot_reload(tmp_path: Path) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    main = flows / "main.yaml"
+    main.write_text((ROOT / "flows" / "main.yaml").read_text())
+    agent_port = free_port()
+    agent = Sipp("agent_uas", tmp_path, local_port=agent_port, rtp_echo=True, calls=2).start()
+    server = HotlineProcess(
+        workdir=tmp_path / "hotline",
+        agents=[
+            {"id": "1001", "skills": ["sales", "support"], "contact": f"sip:1001@127.0.0.1:{agent_port}"}
+        ],
+        flows_dir=flows,
+        extra_toml="",
+    )
+    server.start()
+    config = str(server.workdir / "config.toml")
+    csv_file = tmp_path / "profiles.csv"
+    csv_file.write_text(
+        "number,tier,assisted,language,priority_human,name,notes\n5551234,gold,no,en,no,Ada,\n"
+    )
+    imported = subprocess.run(
+        [sys.executable, "-m", "hotline", "profiles", "import", str(csv_file), "--config", config],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    client = await CtiClient.connect(server.cti_port)
+    try:
+        assert (await client.request("auth", token=server.token))["ok"]
+        assert (await client.request("subscribe", events=["*"]))["ok"]
+        assert (await client.request("agent.login", agent="1001"))["ok"]
+        assert (await client.request("agent.ready", agent="1001"))["ok"]
+
+        async def call() -> dict:
+            def ended() -> list[dict]:
+                return [e for e in client.events if e["event"] == "recording.ready"]
+
+            before = len(ended())
+            caller = Sipp(
+                "caller_dtmf",
+                tmp_path,
+                remote=f"127.0.0.1:{server.sip_port}",
+                service="hotline",
+                keys={"caller": "5551234", "dtmf_delay": 3000, "talk_ms": 2500, **dtmf_keys("1", tmp_path)},
+            ).start()
+            assert caller.wait(60) == 0, caller.summary()
+            await client.wait_for(lambda: len(ended()) > before, 20, "recording.ready")
+            return [e for e in client.events if e["event"] == "call.ended"][-1]
+
+        first = await call()
+        offered = next(e for e in client.events if e["event"] == "call.offered")
+        code = offered["data"]["service_code"]
+        assert len(code) == 7 and code[3] == "-"
+        summary = first["data"]["summary"]
+        assert summary["service_code"] == code and summary["profile_tier"] == "gold"
+        row = (
+            sqlite3.connect(server.db)
+            .execute("SELECT service_code FROM calls WHERE call_id = ?", (first["call_id"],))
+            .fetchone()
+        )
+        assert row == (code,)
+        ready = next(e for e in client.events if e["event"] == "recording.ready")
+        assert json.loads(Path(ready["data"]["sidecar"]).read_text())["service_code"] == code
+
+        # a broken edit is refused with its line; the old flow keeps answering
+        old_version = offered["data"]["flow_version"]
+        good = main.read_text()
+        main.write_text(good.replace("next: main_menu", "next: main_menuu"))
+        rejected = await client.wait_event("ivr.flow_rejected", timeout=15)
+        assert rejected["data"]["code"] == "flow.unknown_node" and rejected["data"]["line"] > 1
+        # a valid edit goes live for new calls
+        main.write_text(good.replace("Welcome to the hotline.", "Welcome back to the hotline."))
+        reloaded = await client.wait_event("ivr.flow_reloaded", timeout=15)
+        new_version = reloaded["data"]["flows"]["main"]
+        assert new_version != old_version
+        await asyncio.sleep(0.2)
+        await call()
+        versions = [e["data"]["flow_version"] for e in client.events if e["event"] == "call.offered"]
+        assert versions == [old_version, new_version]
+    finally:
+        await client.close()
+        assert server.stop() == 0
+    assert agent.wait(20) == 0, agent.summary()
