@@ -101,6 +101,9 @@ def queue_specs(config: Config) -> list[acd.QueueSpec]:
             on_max_wait=overflow(q.on_max_wait),
             on_full=overflow(q.on_full),
             on_no_agents=overflow(q.on_no_agents),
+            callback_retry_delay=q.callback_retry_delay,
+            callback_max_attempts=q.callback_max_attempts,
+            default_aht=q.default_aht,
         )
         for q in config.acd.queues
     ]
@@ -205,6 +208,7 @@ class CallSession:
     profile_tier: str | None = None
     caller_ready: bool = False  # the profile lookup is done (or gave up)
     priority: int | None = None  # the priority the caller was queued with
+    callback: str | None = None  # the number to call back, once the caller accepted a callback
     segment: int = 1  # recording segment: a caller moved to another agent gets <call_id>-2.wav ...
     gaps: list[dict[str, str | None]] = field(default_factory=list)  # recording pauses, ISO times
     playing: int | None = None  # token of the prompt the caller hears
@@ -331,6 +335,7 @@ class Server:
         self._prompt_paths: dict[tuple[str, str], Path | None] = {}
         self._http: aiohttp.ClientSession | None = None
         self.emergency = False  # the emergency-closure switch flows read as `emergency`
+        self.waiting_callbacks: dict[str, CallSession] = {}  # callbacks in line, caller gone
 
     # ------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -348,6 +353,10 @@ class Server:
             if self.mqtt is not None:
                 self.mqtt.start()
             self.endpoint.start()
+            records = [acd.CallbackRecord.from_dict(r) for r in await self.store.load_callbacks()]
+            if records:
+                self._run_acd(self.router.restore_callbacks(records, self._now()))
+                log.info("callbacks_restored", count=len(records))
             self._stats_tick()
             if self.config.stats.publish_every > 0:
                 self._stats_publish = self._loop.call_later(
@@ -425,7 +434,9 @@ class Server:
         session = self._by_leg.get(event.leg_id)
         if session is None:
             return
-        if event.leg_id == session.leg:
+        if event.leg_id == session.leg and session.phase == "callback_dialing":
+            self._callback_leg_event(session, event)
+        elif event.leg_id == session.leg:
             self._caller_event(session, event)
         else:
             self._agent_event(session, event)
@@ -568,13 +579,17 @@ class Server:
                 rung.media = True
             case tev.LegEnded(code=code):
                 del s.ringing[rung.agent_id]
-                if s.phase == "queued":
+                if s.phase == "callback_dialing" and rung.confirmed:
+                    # the agent gave up while their customer was being dialled: drop that leg too
+                    self._acd_from_sip(acd.events.AgentHungUp(call_id=s.call_id, agent_id=rung.agent_id))
+                    self.endpoint.hangup(s.leg)  # its end is handled as a failed attempt
+                elif s.phase in ("queued", "callback"):
                     cause = _RING_CAUSES.get(code, f"sip_{code}")
                     self._acd_from_sip(
                         acd.events.AgentRingFailed(call_id=s.call_id, agent_id=rung.agent_id, cause=cause)
                     )
                 return
-        if rung.confirmed and rung.media and s.phase == "queued":
+        if rung.confirmed and rung.media and s.phase in ("queued", "callback"):
             self._acd_from_sip(acd.events.AgentAnswered(call_id=s.call_id, agent_id=rung.agent_id))
 
     def _maybe_start_ivr(self, s: CallSession) -> None:
@@ -587,6 +602,8 @@ class Server:
         if s.timer is not None:
             s.timer.cancel()
         cause = s.end_cause
+        if s.callback is not None and s.phase == "queued" and self.router.has_call(s.call_id):
+            cause = "callback_requested"  # the caller hung up (or the flow did); their place is kept
         if cause is None:
             cause = {"queued": "abandoned", "connected": "caller_hangup"}.get(s.phase, "caller_hangup")
         phase, s.phase = s.phase, "ended"
@@ -671,6 +688,8 @@ class Server:
         )
         self.calls.pop(s.call_id, None)
         self._by_leg.pop(s.leg, None)
+        if cause == "callback_requested":
+            self.waiting_callbacks[s.call_id] = s  # the router keeps its place in line
 
     # ------------------------------------------------------------------- IVR
     def _ivr(self, s: CallSession, outputs: list[ivr.Output]) -> None:
@@ -702,8 +721,9 @@ class Server:
                     self.endpoint.pause_recording(s.leg, isinstance(out, ivr.PauseRecording))
                 case ivr.HttpLookup():
                     self._spawn(self._lookup(s, out))
-                case ivr.RequestCallback():
-                    s.log.error("callback_unavailable", queue=out.queue)  # no EWT is supplied yet
+                case ivr.RequestCallback(number=number, data=data):
+                    s.callback = number or s.caller
+                    self._acd(acd.events.CallbackRequested(call_id=s.call_id, number=s.callback, data=data))
                 case ivr.HangUp(reason=reason):
                     s.end_cause = s.end_cause or "ivr_hangup"
                     s.log.info("ivr_hangup", reason=reason)
@@ -823,11 +843,12 @@ class Server:
 
     def _run_acd(self, outputs: list[acd.events.Output]) -> None:
         moved: set[str] = set()  # queues whose line changed
+        callbacks_changed = False
         self.stats.observe_all(outputs, time.time())
         for out in outputs:
             match out:
                 case acd.events.RingAgent(call_id=cid, agent_id=aid, contact=contact):
-                    s = self.calls[cid]
+                    s = self.calls.get(cid) or self._callback_session(cid, out.callback_number or "")
                     s.agent_id = aid
                     headers = {"X-Hotline-Call-Id": cid, "X-Hotline-Caller": s.caller}
                     leg = self.endpoint.dial(contact, headers)
@@ -840,6 +861,8 @@ class Server:
                         self.endpoint.hangup(rung.leg)
                 case acd.events.BridgeCall(call_id=cid, agent_id=aid):
                     self._bridge(self.calls[cid], aid)
+                case acd.events.DialCallback(call_id=cid, number=number, attempt=attempt):
+                    self._dial_callback(self.calls[cid], number, attempt)
                 case acd.events.OverflowCall(call_id=cid, kind=kind, target=target):
                     self._overflow(self.calls[cid], str(kind), target)
                 case acd.events.CallConnected():
@@ -854,6 +877,10 @@ class Server:
                     self.bus.publish(out)
                 case _:
                     self.bus.publish(out)
+                    if getattr(out, "wire", "").startswith("callback."):
+                        callbacks_changed = True
+        if callbacks_changed:
+            self.store.save_callbacks([r.as_dict() for r in self.router.pending_callbacks(self._now())])
         self._tell_positions(moved)
         deadline = self.router.next_deadline()
         if self._router_timer is not None:
@@ -871,8 +898,78 @@ class Server:
                 s = self.calls.get(cid)
                 if s is not None and s.phase == "queued" and s.position != position:
                     s.position = position
-                    update = ivr.VariablesUpdated(values={"queue.position": position})
-                    self._ivr(s, s.interp.handle(update, self._now()))
+                    ewt = self.router.ewt(cid, self._now())
+                    values: dict[str, Any] = {"queue.position": position}
+                    if ewt is not None:
+                        values.update({"queue.ewt": round(ewt), "queue.ewt_minutes": max(1, round(ewt / 60))})
+                    # after the outputs being run now (e.g. the Enqueue that caused this) are done
+                    assert self._loop is not None
+                    self._loop.call_soon(self._feed_variables, s, values)
+
+    def _feed_variables(self, s: CallSession, values: dict[str, Any]) -> None:
+        if s.phase not in ("ended", "connected"):
+            self._ivr(s, s.interp.handle(ivr.VariablesUpdated(values=values), self._now()))
+
+    def _callback_session(self, call_id: str, number: str) -> CallSession:
+        """The session that carries a callback from agent ring to customer talk."""
+        s = self.waiting_callbacks.pop(call_id, None)
+        if s is None:  # restored after a restart: nothing of the original call is in memory
+            code = self.codes.issue(time.time())
+            s = CallSession(
+                call_id=call_id,
+                leg="",
+                caller=number,
+                interp=self._interpreter(call_id, number, code, None),
+                started=self._now(),
+                started_wall=time.time(),
+                log=log.bind(call_id=call_id, service_code=code),
+                service_code=code,
+                callback=number,
+            )
+        s.phase, s.ivr_started, s.caller_ready = "callback", True, True
+        s.confirmed = s.media_ready = False
+        s.end_cause = None
+        s.ringing.clear()
+        self.calls[call_id] = s
+        return s
+
+    def _dial_callback(self, s: CallSession, number: str, attempt: int) -> None:
+        """The agent is on the line: now call the customer."""
+        uri = (
+            number
+            if number.startswith(("sip:", "sips:"))
+            else self.config.callbacks.dial_uri.format(number=number)
+        )
+        s.log.info("callback_dialing", attempt=attempt)
+        s.phase = "callback_dialing"
+        s.leg = self.endpoint.dial(uri, {"X-Hotline-Call-Id": s.call_id})
+        s.started, s.started_wall = self._now(), time.time()
+        self._by_leg[s.leg] = s
+
+    def _callback_leg_event(self, s: CallSession, event: tev.TelephonyEvent) -> None:
+        match event:
+            case tev.LegAnswered():
+                s.confirmed = True
+                s.answered_at = self._now()
+            case tev.LegMediaReady():
+                s.media_ready = True
+            case tev.LegEnded(code=code):
+                self._by_leg.pop(s.leg, None)
+                s.phase = "callback"
+                cause = _RING_CAUSES.get(code, f"sip_{code}")
+                self._acd_from_sip(acd.events.CallbackFailed(call_id=s.call_id, cause=cause))
+                for rung in list(s.ringing.values()):  # the agent waiting on the line is released
+                    self.endpoint.hangup(rung.leg)
+                s.ringing.clear()
+                if self.router.has_call(s.call_id):
+                    self.waiting_callbacks[s.call_id] = self.calls.pop(s.call_id)
+                else:
+                    self.calls.pop(s.call_id, None)
+                return
+        if s.confirmed and s.media_ready:
+            s.phase = "queued"
+            self.bus.publish(hev.CallAnswered(call_id=s.call_id))
+            self._acd_from_sip(acd.events.CallbackAnswered(call_id=s.call_id))
 
     def _overflow(self, s: CallSession, kind: str, target: str) -> None:
         """The ACD gave the caller up to a non-queue target: only voicemail is offered now."""

@@ -85,6 +85,11 @@ class StatsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CallbacksConfig:
+    dial_uri: str = "sip:{number}@127.0.0.1:5080"  # how a callback's customer is dialled (your trunk)
+
+
+@dataclass(frozen=True, slots=True)
 class StorageConfig:
     database: str = "hotline.db"  # SQLite file for call records
 
@@ -147,6 +152,9 @@ class QueueConfig:
     on_max_wait: OverflowConfig | None = None
     on_full: OverflowConfig | None = None
     on_no_agents: OverflowConfig | None = None  # when no logged-in agent can serve the queue
+    callback_retry_delay: float = 300.0  # seconds between two attempts to reach a callback's customer
+    callback_max_attempts: int = 3  # attempts before a callback is given up
+    default_aht: float = 180.0  # seconds: the handle time EWT assumes before any call was handled
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +186,7 @@ class Config:
     acd: AcdConfig = field(default_factory=AcdConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
     profiles: ProfilesConfig = field(default_factory=ProfilesConfig)
+    callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     mqtt: MqttConfig | None = None  # no [mqtt] table: nothing MQTT runs
     base_dir: Path = Path(".")  # the config file's directory; not a TOML key
 

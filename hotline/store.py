@@ -56,6 +56,13 @@ CREATE TABLE IF NOT EXISTS agent_intervals (
 );
 """
 
+CALLBACKS = """
+CREATE TABLE IF NOT EXISTS pending_callbacks (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    records TEXT NOT NULL          -- JSON list of acd.CallbackRecord, in line order
+);
+"""
+
 # columns added after a database was first created: (name, SQL type)
 MIGRATIONS = [("survey", "TEXT"), ("service_code", "TEXT")]
 
@@ -98,7 +105,7 @@ class CallStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = await aiosqlite.connect(self.path)
         await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.executescript(SCHEMA + INTERVALS)
+        await self._db.executescript(SCHEMA + INTERVALS + CALLBACKS)
         async with self._db.execute("PRAGMA table_info(calls)") as cur:
             have = {row[1] for row in await cur.fetchall()}
         for name, sqltype in MIGRATIONS:
@@ -159,6 +166,17 @@ class CallStore:
         for row in rows:
             sql = f'INSERT OR REPLACE INTO {table} ({key}, start, "end", data) VALUES (?, ?, ?, ?)'
             self._writes.put_nowait((sql, (row[key], row["start"], row["end"], json.dumps(row))))
+
+    def save_callbacks(self, records: list[dict[str, Any]]) -> None:
+        """Replace the saved pending callbacks (written in order with the other writes)."""
+        sql = "INSERT OR REPLACE INTO pending_callbacks (id, records) VALUES (1, ?)"
+        self._writes.put_nowait((sql, (json.dumps(records),)))
+
+    async def load_callbacks(self) -> list[dict[str, Any]]:
+        assert self._db is not None
+        async with self._db.execute("SELECT records FROM pending_callbacks WHERE id = 1") as cur:
+            row = await cur.fetchone()
+        return list(json.loads(row[0])) if row is not None else []
 
     async def flush(self) -> None:
         """Wait until every queued write is applied (tests, shutdown)."""

@@ -38,6 +38,12 @@ EVENTS: tuple[type, ...] = (
     acd.events.CallAbandoned,
     acd.events.AgentStateChanged,
     acd.events.CallOverflowed,
+    acd.events.CallbackRegistered,
+    acd.events.CallbackOffered,
+    acd.events.CallbackDialing,
+    acd.events.CallbackConnected,
+    acd.events.CallbackAttemptFailed,
+    acd.events.CallbackAbandoned,
 )
 
 

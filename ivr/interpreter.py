@@ -392,6 +392,7 @@ class CallInterpreter:
                         _merge(self.variables, parts[0], value)
                     else:
                         _set_path(self.variables, parts, value)
+                self._maybe_offer_callback(out)
             case _:
                 raise IvrUsageError(f"not an IVR input: {event!r}")
         return out
@@ -591,6 +592,22 @@ class CallInterpreter:
         self._queue_next(node, out)
         if node.announce_every > 0:
             self._deadline = now + node.announce_every
+
+    def _maybe_offer_callback(self, out: list[Output]) -> None:
+        """The wait just became long enough: offer the callback now (the hold prompt is
+        cut short), not only at the next announcement."""
+        node = self.node
+        if self.phase is not Phase.QUEUED or not isinstance(node, QueueNode) or self._offered:
+            return
+        queue = self.variables.get("queue")
+        ewt = ex._number(queue.get("ewt")) if isinstance(queue, Mapping) else None
+        if node.callback_after is None or ewt is None or ewt < node.callback_after:
+            return
+        if self._playing is not None:
+            out.append(StopPrompt(token=self._playing))
+            self._playing = None
+        self._queue_playlist = ["offer"]
+        self._queue_next(node, out)
 
     def _queue_next(self, node: QueueNode, out: list[Output]) -> None:
         """Say what is due (announce, position, callback offer), then loop the hold prompt."""

@@ -102,3 +102,75 @@ async def test_profile_service_code_and_hot_reload(tmp_path: Path) -> None:
         await client.close()
         assert server.stop() == 0
     assert agent.wait(20) == 0, agent.summary()
+
+
+CALLBACK_FLOW = """
+flow: main
+start: wait
+nodes:
+  wait:
+    type: queue
+    queue: sales
+    hold: {text: "Please hold."}
+    callback_after: 60
+    callback_key: "1"
+    callback_prompt: {text: "The wait is long. Press 1 and we will call you back."}
+    callback_next: bye
+  bye: {type: hangup, prompt: {text: "We will call you back."}}
+"""
+
+
+async def test_callback_keeps_the_place_and_calls_the_customer_back(tmp_path: Path) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "main.yaml").write_text(CALLBACK_FLOW)
+    agent_port, customer_port = free_port(), free_port()
+    agent = Sipp(
+        "agent_uas", tmp_path, local_port=agent_port, rtp_echo=True, keys={"answer_delay": 300}
+    ).start()
+    # the customer's phone when called back: answers, talks 4 s, hangs up
+    customer = Sipp(
+        "agent_hangup",
+        tmp_path,
+        local_port=customer_port,
+        rtp_echo=True,
+        keys={"answer_delay": 500, "hangup_ms": 4000},
+        name="customer",
+    ).start()
+    server = HotlineProcess(
+        workdir=tmp_path / "hotline",
+        agents=[{"id": "1001", "skills": ["sales"], "contact": f"sip:1001@127.0.0.1:{agent_port}"}],
+        flows_dir=flows,
+        extra_toml=f'[callbacks]\ndial_uri = "sip:{{number}}@127.0.0.1:{customer_port}"\n',
+    ).start()
+    client = await CtiClient.connect(server.cti_port)
+    try:
+        assert (await client.request("auth", token=server.token))["ok"]
+        assert (await client.request("subscribe", events=["*"]))["ok"]
+        # nobody is logged in: the wait is long, the caller takes the callback offer and hangs up
+        caller = Sipp(
+            "caller_dtmf",
+            tmp_path,
+            remote=f"127.0.0.1:{server.sip_port}",
+            service="hotline",
+            keys={"caller": "5550123", "dtmf_delay": 3500, "talk_ms": 8000, **dtmf_keys("1", tmp_path)},
+        ).start()
+        requested = await client.wait_event("callback.requested", timeout=20)
+        assert requested["data"]["number"] == "5550123" and requested["data"]["queue"] == "sales"
+        ended = await client.wait_event("call.ended", timeout=20)
+        assert ended["data"]["cause"] == "callback_requested"
+        assert caller.wait(30) == 0, caller.summary()
+        # an agent becomes free: agent first, then the customer is dialled and bridged
+        assert (await client.request("agent.login", agent="1001"))["ok"]
+        assert (await client.request("agent.ready", agent="1001"))["ok"]
+        await client.wait_event("callback.offered", timeout=20)
+        await client.wait_event("callback.dialing", timeout=20)
+        connected = await client.wait_event("callback.connected", timeout=20)
+        assert connected["call_id"] == requested["call_id"]
+        ready = await client.wait_event("recording.ready", timeout=30)
+        assert ready["call_id"] == requested["call_id"]
+        assert customer.wait(30) == 0, customer.summary()
+    finally:
+        await client.close()
+        assert server.stop() == 0
+    assert agent.wait(20) == 0, agent.summary()

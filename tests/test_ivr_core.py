@@ -199,3 +199,28 @@ def test_stale_prompt_finished_is_ignored(flow: ivr.Flow) -> None:
     out = interp.start(0)
     interp.handle(it.DigitPressed(digit="1"), 0.1)  # stops the greeting
     assert interp.handle(it.PromptFinished(token=plays(out)[0].token), 0.2) == []
+
+
+def test_callback_is_offered_as_soon_as_the_wait_is_known_to_be_long() -> None:
+    text = """
+start: wait
+nodes:
+  wait:
+    type: queue
+    queue: sales
+    hold: {text: "Please hold."}
+    callback_after: 60
+    callback_next: bye
+  bye: {type: hangup}
+"""
+    flow, diags = ivr.compile_flow(text, "q.yaml")
+    assert flow is not None, diags
+    interp = ivr.build_interpreter(flow, "c", "555")
+    hold = plays(interp.start(0))[0]
+    assert interp.handle(it.VariablesUpdated(values={"queue.ewt": 30}), 1) == []  # short: no offer
+    out = interp.handle(it.VariablesUpdated(values={"queue.ewt": 240}), 2)
+    assert out[0] == it.StopPrompt(token=hold.token)
+    assert "press 1" in plays(out)[0].prompt.text
+    assert interp.handle(it.VariablesUpdated(values={"queue.ewt": 300}), 3) == []  # offered once
+    out = interp.handle(it.DigitPressed(digit="1"), 4)
+    assert any(isinstance(o, it.RequestCallback) for o in out)

@@ -476,14 +476,20 @@ def test_queue_announces_position_every_n_seconds_and_offers_a_callback() -> Non
     out = finish(interp, out, clock.advance(2))
     assert plays(out)[0].prompt.id == "music"
     assert interp.handle(it.DigitPressed(digit="1"), clock.advance(1)) == []  # no offer made yet
-    interp.handle(it.VariablesUpdated(values={"queue": {"position": 2, "ewt": 300}}), clock.now)
     hold = plays(out)[0]
+    # the wait becomes known to be long: the offer comes at once, cutting the hold music
+    out = interp.handle(it.VariablesUpdated(values={"queue": {"position": 2, "ewt": 300}}), clock.now)
+    assert out[0] == it.StopPrompt(token=hold.token)
+    assert plays(out)[0].prompt.text == "To be called back instead of waiting, press 1."
+    out = finish(interp, out, clock.advance(3))
+    hold = plays(out)[0]
+    assert hold.prompt.id == "music"
     out = interp.on_timer(30)
     assert out[0] == it.StopPrompt(token=hold.token)  # the hold music stops for the announcement
     assert plays(out)[0].prompt.text == "You are number 2."
     assert interp.next_deadline() == 60
     out = finish(interp, out, 31)
-    assert plays(out)[0].prompt.text == "To be called back instead of waiting, press 1."
+    assert plays(out)[0].prompt.text == "To be called back instead of waiting, press 1."  # reminded
     out = interp.handle(it.DigitPressed(digit="1"), 32)
     cb = of(out, it.RequestCallback)[0]
     assert (cb.queue, cb.number) == ("support", "555")
