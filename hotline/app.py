@@ -246,6 +246,19 @@ class Server:
         self._stats_publish: asyncio.TimerHandle | None = None
         self.prompt_dirs = [config.path(d) for d in config.prompts.directories]
         self.flows, self.flow = load_flows(config, self.prompt_dirs)
+        for q in config.acd.queues:
+            for o in (q.on_max_wait, q.on_full, q.on_no_agents):
+                if o is not None and o.kind == "flow_node" and o.target not in self.flow.nodes:
+                    raise ivr.FlowInvalid(
+                        [
+                            ivr.Diagnostic(
+                                ivr.Location(self.flow.path, 1, 1),
+                                "flow.unknown_node",
+                                f"queue {q.name} overflows to node '{o.target}', which the main flow lacks",
+                                "add the node to the main flow or change the queue's overflow target",
+                            )
+                        ]
+                    )
         self.store = CallStore(config.path(config.storage.database))
         pc = config.profiles
         self.profiles = profiles.ProfileStore(
@@ -706,8 +719,16 @@ class Server:
                     if skills:
                         s.log.warning("queue_skills_ignored", queue=queue, skills=list(skills))
                     s.phase, s.queue, s.queued_at, s.priority = "queued", queue, self._now(), priority
+                    preferred, seconds = self._preferred_agent(s, queue)
                     self._acd(
-                        acd.events.CallEnqueued(call_id=s.call_id, queue=queue, priority=priority, data=data)
+                        acd.events.CallEnqueued(
+                            call_id=s.call_id,
+                            queue=queue,
+                            priority=priority,
+                            data=data,
+                            preferred_agent=preferred,
+                            preferred_seconds=seconds,
+                        )
                     )
                 case ivr.Transfer(to=to):
                     s.end_cause = "transferred"
@@ -906,6 +927,31 @@ class Server:
                     assert self._loop is not None
                     self._loop.call_soon(self._feed_variables, s, values)
 
+    def _preferred_agent(self, s: CallSession, queue: str) -> tuple[str | None, float]:
+        """The agent tried alone first: one the flow or CRM named (variable `preferred_agent`),
+        else the agent who last served this caller, for the queue's preferred_seconds."""
+        seconds = next((q.preferred_seconds for q in self.config.acd.queues if q.name == queue), 0.0)
+        if seconds <= 0:
+            return None, 0.0
+        named = s.interp.variables.get("preferred_agent")
+        if isinstance(named, str) and named in self.router.agents:
+            return named, seconds
+        caller = s.interp.variables.get("caller")
+        for contact in caller.get("recent", []) if isinstance(caller, dict) else []:
+            if contact.get("agent_id") in self.router.agents:
+                return str(contact["agent_id"]), seconds
+        return None, 0.0
+
+    async def _say_and_hang_up(self, s: CallSession, text: str) -> None:
+        wav = await self._resolve_prompt(ivr.Prompt(id=None, text=text))
+        if s.phase == "ended":
+            return
+        seconds = 0.0
+        if self._safely(s, self.endpoint.play, s.leg, wav, 0):
+            seconds = telephony.wav_seconds(wav)
+        await asyncio.sleep(seconds + 0.3)
+        self.endpoint.hangup(s.leg)
+
     def _feed_variables(self, s: CallSession, values: dict[str, Any]) -> None:
         if s.phase not in ("ended", "connected"):
             self._ivr(s, s.interp.handle(ivr.VariablesUpdated(values=values), self._now()))
@@ -972,8 +1018,18 @@ class Server:
             self._acd_from_sip(acd.events.CallbackAnswered(call_id=s.call_id))
 
     def _overflow(self, s: CallSession, kind: str, target: str) -> None:
-        """The ACD gave the caller up to a non-queue target: only voicemail is offered now."""
+        """The ACD gave the caller up to a voicemail box, a callback, or a node of their flow."""
         s.log.info("overflow", kind=kind, target=target, queue=s.queue)
+        if kind == "flow_node":
+            s.phase, s.queue, s.queued_at = "ivr", None, None
+            self._ivr(s, s.interp.jump(target, self._now()))
+            return
+        if kind == "callback":
+            s.callback = s.caller
+            self._acd(acd.events.CallbackRequested(call_id=s.call_id, number=s.caller, queue=target))
+            self._ivr(s, s.interp.handle(ivr.AgentConnected(), self._now()))  # the IVR's part is over
+            self._spawn(self._say_and_hang_up(s, "All our agents are busy. We will call you back."))
+            return
         self._ivr(s, s.interp.handle(ivr.AgentConnected(), self._now()))  # the IVR's part is over
         s.playing = None
         self.endpoint.stop_play(s.leg)

@@ -132,8 +132,8 @@ class RelaxConfig:
 
 @dataclass(frozen=True, slots=True)
 class OverflowConfig:
-    kind: str  # "queue" or "voicemail"
-    target: str = ""  # the queue's name (kind queue)
+    kind: str  # "queue", "voicemail", "callback" (in queue `target`) or "flow_node" (node `target`)
+    target: str = ""  # a queue name (queue, callback) or a node of the main flow (flow_node)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +155,7 @@ class QueueConfig:
     callback_retry_delay: float = 300.0  # seconds between two attempts to reach a callback's customer
     callback_max_attempts: int = 3  # attempts before a callback is given up
     default_aht: float = 180.0  # seconds: the handle time EWT assumes before any call was handled
+    preferred_seconds: float = 0.0  # seconds a returning caller's last agent is tried alone (0 = off)
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,10 +274,14 @@ def _check(config: Config, where: str) -> None:
         ):
             if flow is None:
                 continue
-            if flow.kind not in ("queue", "voicemail"):
+            if flow.kind not in ("queue", "voicemail", "callback", "flow_node"):
                 raise ConfigError(
-                    f"{where}: queue {q.name}: {label} kind '{flow.kind}' is not available; "
-                    "use queue or voicemail"
+                    f"{where}: queue {q.name}: {label} kind '{flow.kind}' is unknown; "
+                    "use queue, voicemail, callback or flow_node"
+                )
+            if flow.kind == "callback" and flow.target not in queues:
+                raise ConfigError(
+                    f"{where}: queue {q.name}: {label} callback queue '{flow.target}' is not a queue"
                 )
             if flow.kind == "queue" and flow.target not in queues:
                 raise ConfigError(f"{where}: queue {q.name}: {label} target '{flow.target}' is not a queue")

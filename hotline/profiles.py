@@ -183,6 +183,7 @@ class Contact:
             "queue": self.queue or "",
             "last_node": self.last_node or "",
             "served": self.agent_connected,
+            "agent_id": self.agent_id if self.agent_connected else "",  # who served it (preferred agent)
         }
 
 

@@ -609,7 +609,7 @@ _FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "goto": ({"next"}, set()),
 }
 NODE_TYPES = tuple(_FIELDS)
-TOP_LEVEL = ("flow", "description", "language", "start", "variables", "interrupts", "nodes")
+TOP_LEVEL = ("flow", "description", "language", "start", "variables", "interrupts", "entry_points", "nodes")
 
 DEFAULT_POSITION_PROMPT = Prompt(
     id=None,
@@ -1403,6 +1403,23 @@ def compile_flow(
     declared = _declared(r, top["variables"][1]) if "variables" in top else {}
     r.node_name = ""
     interrupts = _interrupts(r, top["interrupts"][1]) if "interrupts" in top else []
+    # nodes the ACD (overflow to a flow node) or an operator may send a caller to directly
+    entry_points: list[tuple[str, Location]] = []
+    if "entry_points" in top:
+        entry_node = top["entry_points"][1]
+        if isinstance(entry_node, yaml.SequenceNode):
+            entry_points = [
+                (str(item.value), r.loc(item))
+                for item in entry_node.value
+                if isinstance(item, yaml.ScalarNode)
+            ]
+        else:
+            r.error(
+                entry_node,
+                "flow.bad_value",
+                "`entry_points` must be a list of node names",
+                "write [node_a, node_b]",
+            )
     node_fields = r.mapping(top["nodes"][1], "nodes")
     nodes: dict[str, Node] = {}
     broken: set[str] = set()
@@ -1470,6 +1487,14 @@ def compile_flow(
                 f"there is no flow named '{node.flow}'",
                 f"did you mean '{guess}'?" if guess else "add flows/<name>.yaml or fix the name",
             )
+    for name_, loc in entry_points:
+        if name_ not in nodes and name_ not in broken:
+            r.error(
+                loc,
+                "flow.unknown_node",
+                f"entry point '{name_}' does not exist",
+                "name a node under `nodes:`",
+            )
     if known_prompts is not None:
         for prompt, loc in r.prompts:
             if prompt.id is not None and prompt.text is None and prompt.id not in known_prompts:
@@ -1480,7 +1505,11 @@ def compile_flow(
                     f"add {prompt.id}.wav or give the prompt a `text:`; callers hear a tone",
                 )
     if start is not None and start in nodes and not broken:
-        seen = {start} | {i.target for i in interrupts if i.target in nodes}
+        seen = (
+            {start}
+            | {i.target for i in interrupts if i.target in nodes}
+            | {e for e, _ in entry_points if e in nodes}
+        )
         todo = list(seen)
         while todo:
             for target, _ in nodes[todo.pop()].exits():

@@ -323,6 +323,21 @@ class CallInterpreter:
         self._enter(self.flow.start, now, out)
         return out
 
+    def jump(self, node: str, now: float) -> list[Output]:
+        """Continue the call at ``node`` of the flow it is in (the ACD gave it back, e.g.
+        an overflow to a flow node). Whatever plays is stopped; the node is entered fresh."""
+        out: list[Output] = []
+        if node not in self.flow.nodes:
+            self._finish(HangUp(reason="unknown_node"), out)
+            return out
+        if self._playing is not None:
+            out.append(StopPrompt(token=self._playing))
+            self._playing = None
+        self._deadline = None
+        self.node = None
+        self._enter(node, now, out)
+        return out
+
     def next_deadline(self) -> float | None:
         return self._deadline
 

@@ -174,6 +174,7 @@ def json_schema() -> dict[str, Any]:
             "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
         },
         "interrupts": {"type": "array", "items": {"$ref": "#/$defs/interrupt"}},
+        "entry_points": {"type": "array", "items": {"type": "string"}},
         "nodes": {
             "type": "object",
             "propertyNames": {"pattern": _NAME_PATTERN},

@@ -141,7 +141,13 @@ class HotlineProcess:
 
     def config_text(self) -> str:
         def toml_value(v: Any) -> str:
-            return json.dumps(v) if not isinstance(v, bool) else str(v).lower()
+            if isinstance(v, bool):
+                return str(v).lower()
+            if isinstance(v, dict):
+                return "{ " + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + " }"
+            if isinstance(v, list):
+                return "[" + ", ".join(toml_value(x) for x in v) + "]"
+            return json.dumps(v)
 
         lines = [
             "[server]",

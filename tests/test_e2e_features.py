@@ -174,3 +174,134 @@ async def test_callback_keeps_the_place_and_calls_the_customer_back(tmp_path: Pa
         await client.close()
         assert server.stop() == 0
     assert agent.wait(20) == 0, agent.summary()
+
+
+OVERFLOW_FLOW = """
+flow: main
+start: choose
+entry_points: [sorry]  # the sales queue overflows here (config on_max_wait)
+nodes:
+  choose:
+    type: menu
+    prompt: {text: "Press 1 or 2."}
+    options: {"1": {next: sales}, "2": {next: support}}
+    escalate_to: sales
+  sales: {type: queue, queue: sales, hold: {text: "Please hold."}}
+  support: {type: queue, queue: support, hold: {text: "Please hold."}}
+  sorry: {type: hangup, prompt: {text: "Sorry, nobody is free. Goodbye."}}
+"""
+
+
+async def test_overflow_to_a_flow_node_and_to_a_callback(tmp_path: Path) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "main.yaml").write_text(OVERFLOW_FLOW)
+    server = HotlineProcess(
+        workdir=tmp_path / "hotline",
+        agents=[{"id": "1001", "skills": ["support"], "contact": "sip:1001@127.0.0.1:9"}],
+        queues=[
+            {
+                "name": "sales",
+                "skills": ["sales"],
+                "max_wait": 2,
+                "on_max_wait": {"kind": "flow_node", "target": "sorry"},
+            },
+            {
+                "name": "support",
+                "skills": ["support"],
+                "on_no_agents": {"kind": "callback", "target": "support"},
+            },
+            {"name": "operator"},
+        ],
+        flows_dir=flows,
+    ).start()
+    client = await CtiClient.connect(server.cti_port)
+    try:
+        assert (await client.request("auth", token=server.token))["ok"]
+        assert (await client.request("subscribe", events=["*"]))["ok"]
+        for digit in ("1", "2"):
+            caller = Sipp(
+                "caller_dtmf",
+                tmp_path,
+                remote=f"127.0.0.1:{server.sip_port}",
+                service="hotline",
+                keys={
+                    "caller": "5550999",
+                    "dtmf_delay": 2500,
+                    "talk_ms": 15000,
+                    **dtmf_keys(digit, tmp_path),
+                },
+                name=f"caller_{digit}",
+            ).start()
+            assert caller.wait(60) == 0, caller.summary()  # hotline hangs up in both cases
+        await client.wait_for(
+            lambda: len([e for e in client.events if e["event"] == "call.ended"]) == 2, 20, "2 ends"
+        )
+        overflows = [e["data"] for e in client.events if e["event"] == "call.overflowed"]
+        assert [(o["queue"], o["reason"], o["kind"]) for o in overflows] == [
+            ("sales", "max_wait", "flow_node"),
+            ("support", "no_agents", "callback"),
+        ]
+        causes = [e["data"]["cause"] for e in client.events if e["event"] == "call.ended"]
+        assert causes == ["ivr_hangup", "callback_requested"]
+        assert any(e["event"] == "callback.requested" for e in client.events)
+    finally:
+        await client.close()
+        assert server.stop() == 0
+
+
+async def test_a_returning_caller_gets_the_agent_who_served_them(tmp_path: Path) -> None:
+    ports = {"1001": free_port(), "1002": free_port()}
+    phones = {  # noqa: F841 (the agents' phones run while the test does)
+        a: Sipp("agent_uas", tmp_path, local_port=p, rtp_echo=True, calls=2, name=f"agent_{a}").start()
+        for a, p in ports.items()
+    }
+    server = HotlineProcess(
+        workdir=tmp_path / "hotline",
+        agents=[
+            {"id": a, "skills": ["sales"], "contact": f"sip:{a}@127.0.0.1:{p}"} for a, p in ports.items()
+        ],
+        queues=[
+            {"name": "sales", "skills": ["sales"], "wrap_up": 0, "preferred_seconds": 20},
+            {"name": "support"},
+            {"name": "operator"},
+        ],
+    ).start()
+    client = await CtiClient.connect(server.cti_port)
+    try:
+        assert (await client.request("auth", token=server.token))["ok"]
+        assert (await client.request("subscribe", events=["*"]))["ok"]
+        for a in ("1002", "1001"):  # 1002 idles longest: it takes the first call
+            assert (await client.request("agent.login", agent=a))["ok"]
+            assert (await client.request("agent.ready", agent=a))["ok"]
+        await asyncio.sleep(0.5)
+        assert (await client.request("agent.not_ready", agent="1002", reason="x"))["ok"]
+        assert (await client.request("agent.ready", agent="1002"))["ok"]  # now 1001 idles longest
+        for n in range(2):
+            caller = Sipp(
+                "caller_dtmf",
+                tmp_path,
+                remote=f"127.0.0.1:{server.sip_port}",
+                service="hotline",
+                keys={"caller": "5551212", "dtmf_delay": 3000, "talk_ms": 2000, **dtmf_keys("1", tmp_path)},
+                name=f"caller_{n}",
+            ).start()
+            assert caller.wait(60) == 0, caller.summary()
+            await client.wait_for(
+                lambda n=n: len([e for e in client.events if e["event"] == "call.ended"]) == n + 1,
+                20,
+                "call end",
+            )
+            await asyncio.sleep(0.5)  # the contact is recorded
+            if n == 0:  # make the other agent the longest idle one again
+                first = next(e for e in client.events if e["event"] == "call.connected")["data"]["agent_id"]
+                other = "1002" if first == "1001" else "1001"
+                assert (await client.request("agent.not_ready", agent=other, reason="x"))["ok"]
+                assert (await client.request("agent.ready", agent=other))["ok"]
+                assert (await client.request("agent.not_ready", agent=first, reason="x"))["ok"]
+                assert (await client.request("agent.ready", agent=first))["ok"]
+        served = [e["data"]["agent_id"] for e in client.events if e["event"] == "call.connected"]
+        assert served[1] == served[0], f"the returning caller went to {served[1]}, not {served[0]}"
+    finally:
+        await client.close()
+        assert server.stop() == 0

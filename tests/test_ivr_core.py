@@ -224,3 +224,24 @@ nodes:
     assert interp.handle(it.VariablesUpdated(values={"queue.ewt": 300}), 3) == []  # offered once
     out = interp.handle(it.DigitPressed(digit="1"), 4)
     assert any(isinstance(o, it.RequestCallback) for o in out)
+
+
+def test_jump_continues_the_call_at_a_node_and_refuses_unknown_ones() -> None:
+    text = """
+start: wait
+entry_points: [sorry]
+nodes:
+  wait: {type: queue, queue: sales, hold: {text: "Please hold."}}
+  sorry: {type: hangup, prompt: {text: "Sorry, nobody is free."}}
+"""
+    flow, diags = ivr.compile_flow(text, "j.yaml")
+    assert flow is not None, diags
+    interp = ivr.build_interpreter(flow, "c", "")
+    hold = plays(interp.start(0))[0]
+    out = interp.jump("sorry", 5)
+    assert out[0] == it.StopPrompt(token=hold.token)
+    assert plays(out)[0].prompt.text == "Sorry, nobody is free."
+    assert finish(interp, out, 7) == [it.HangUp(reason="flow_end")]
+    other = ivr.build_interpreter(flow, "d", "")
+    other.start(0)
+    assert other.jump("nowhere", 1) == [it.HangUp(reason="unknown_node")]
