@@ -83,6 +83,12 @@ class CallbackRequested:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CallPriorityChanged:
+    call_id: str  # a caller in a queue (waiting keeps its arrival time; the line is re-sorted)
+    priority: int  # the new priority, higher first
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallbackAnswered:
     call_id: str  # the customer answered the DialCallback for this call
 
@@ -113,6 +119,7 @@ Input = (
     | CallbackAnswered
     | CallbackFailed
     | CallbackCancelled
+    | CallPriorityChanged
 )
 
 
@@ -125,6 +132,15 @@ class CallQueued:
     priority: int  # higher is served first
     position: int  # 1 = next in line
     ewt: float | None = None  # seconds, estimated wait from now (see docs/acd.md); None: no estimate
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallReprioritized:
+    wire: ClassVar[str] = "call.priority_changed"
+    call_id: str
+    queue: str
+    priority: int  # the new priority, higher first
+    position: int | None  # place in line now (1 = next); None when ringing or talking
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -267,6 +283,7 @@ Event = (
     | CallbackConnected
     | CallbackAttemptFailed
     | CallbackAbandoned
+    | CallReprioritized
 )
 
 

@@ -477,6 +477,8 @@ class Router:
                 self._dial_ended(self._dialing_entry(cid), cause, now, out)
             case ev.CallbackCancelled(call_id=cid, reason=reason):
                 self._callback_cancelled(cid, reason, now, out)
+            case ev.CallPriorityChanged(call_id=cid, priority=priority):
+                self._reprioritize(cid, priority, out)
             case _:
                 raise AcdUsageError(f"not an ACD input: {event!r}", code="acd.bad_input")
         self._route(now, out)
@@ -527,6 +529,24 @@ class Router:
         if target is AgentState.AVAILABLE:
             agent.idle_since = now
             self._dirty_agents.append(agent)  # _route pools it unless it takes a caller at once
+
+    def _reprioritize(self, call_id: str, priority: int, out: list[ev.Output]) -> None:
+        """A supervisor moved a caller up or down: same arrival time, new priority."""
+        entry = self._entries.get(call_id)
+        if entry is None:
+            raise AcdUsageError(f"call {call_id} is not in a queue", code="acd.unknown_call")
+        placed = entry.place != _NOWHERE
+        if placed:
+            self._unplace(entry)
+        entry.priority = priority
+        entry.key = _line_key(entry.queue, priority, entry.enqueued_at)
+        if placed:
+            self._place(entry)
+        out.append(
+            ev.CallReprioritized(
+                call_id=call_id, queue=entry.queue.name, priority=priority, position=self.position(call_id)
+            )
+        )
 
     # -- where a waiting caller sits
     def _place(self, entry: Entry) -> None:

@@ -1176,6 +1176,8 @@ class Server:
             "call.set_variables": self._cmd_set_variables,
             "call.recording": self._cmd_recording,
             "queue.status": self._cmd_queue_status,
+            "queue.set_priority": self._cmd_set_priority,
+            "flow.reload": self._cmd_reload,
             "flow.emergency": self._cmd_emergency,
         }
 
@@ -1320,6 +1322,31 @@ class Server:
                 }
             )
         return {"queue": queue, "waiting": waiting, "figures": self.stats.queue_figures(queue, time.time())}
+
+    def _cmd_set_priority(self, args: dict[str, Any]) -> dict[str, Any]:
+        s = self._session(args)
+        priority = args.get("priority")
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise cti_bridge.CtiError(
+                "cti.bad_request", '"priority" must be an integer (higher is served first)'
+            )
+        self._acd(acd.events.CallPriorityChanged(call_id=s.call_id, priority=priority))
+        s.priority = priority
+        return {"position": self.router.position(s.call_id)}
+
+    def _cmd_reload(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Compile flows/ now rather than at the next poll; the reply says what happened."""
+        decision = self.watcher.reload_now()
+        if decision is None:
+            return {"reloaded": False, "flows": {n: f.version for n, f in self.flows.items()}}
+        if isinstance(decision.event, reload.FlowRejected):
+            e = decision.event
+            raise cti_bridge.CtiError(
+                "flow.rejected",
+                f"{e.file}:{e.line}:{e.col}: {e.code}: {e.message} ({e.errors} error(s)); "
+                "the previous flows stay live",
+            )
+        return {"reloaded": True, "flows": dict(decision.event.flows)}
 
     def _cmd_emergency(self, args: dict[str, Any]) -> dict[str, Any]:
         on = args.get("on")

@@ -234,6 +234,10 @@ class FlowWatcher:
         files = digest(seen)
         if not settled or files == self._judged:
             return None
+        return self._judge(files)
+
+    def _judge(self, files: dict[str, str]) -> Decision:
+        """Compile ``files`` and make them live, or reject them keeping the live set."""
         self._judged = files
         sources, problems = read_sources(list(files))
         flows, diagnostics = self.compile(sources)
@@ -255,6 +259,18 @@ class FlowWatcher:
                 log.error("flow_rejected", **where, code=d.code, message=d.message)
             self.on_reject(decision.errors, decision.event)
         return decision
+
+    def reload_now(self) -> Decision | None:
+        """Compile the directory as it is now (an operator asked): the decision, or None
+        when nothing changed since the live set."""
+        seen = scan(self.directory, self._seen, self.wall())
+        self._seen = seen
+        files = digest(seen)
+        if files == self._live_files:
+            return None
+        self._judged = {}  # force poll() to judge it even though the scan just settled it
+        self._seen = seen
+        return self._judge(files)
 
     def start(self) -> None:
         """Begin polling on the running loop (call :meth:`prime` first, or it primes itself)."""

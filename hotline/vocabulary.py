@@ -38,6 +38,7 @@ EVENTS: tuple[type, ...] = (
     acd.events.CallAbandoned,
     acd.events.AgentStateChanged,
     acd.events.CallOverflowed,
+    acd.events.CallReprioritized,
     acd.events.CallbackRegistered,
     acd.events.CallbackOffered,
     acd.events.CallbackDialing,

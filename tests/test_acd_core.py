@@ -263,3 +263,17 @@ def test_state_diagram_in_docs_is_generated_from_the_table() -> None:
 
     doc = (Path(__file__).resolve().parent.parent / "docs" / "acd.md").read_text()
     assert agent_state_mermaid() in doc, "run `python -m acd.diagram` and paste it into docs/acd.md"
+
+
+def test_a_waiting_callers_priority_can_be_changed_in_place() -> None:
+    r = make_router(0)
+    for n, cid in enumerate(["c1", "c2", "c3"]):
+        r.handle(ev.CallEnqueued(call_id=cid, queue="sales"), float(n))
+    out = r.handle(ev.CallPriorityChanged(call_id="c3", priority=5), 3.0)
+    assert out == [ev.CallReprioritized(call_id="c3", queue="sales", priority=5, position=1)]
+    assert r.waiting("sales") == ["c3", "c1", "c2"]
+    r.handle(ev.CallPriorityChanged(call_id="c3", priority=0), 4.0)
+    assert r.waiting("sales") == ["c1", "c2", "c3"]  # back to arrival order: it keeps its arrival time
+    with pytest.raises(acd.AcdUsageError) as info:
+        r.handle(ev.CallPriorityChanged(call_id="nope", priority=1), 5.0)
+    assert info.value.code == "acd.unknown_call"

@@ -87,6 +87,8 @@ async def test_profile_service_code_and_hot_reload(tmp_path: Path) -> None:
         old_version = offered["data"]["flow_version"]
         good = main.read_text()
         main.write_text(good.replace("next: main_menu", "next: main_menuu"))
+        now = await client.request("flow.reload")  # an operator need not wait for the poll
+        assert now["error"]["code"] == "flow.rejected" and "main.yaml:" in now["error"]["message"], now
         rejected = await client.wait_event("ivr.flow_rejected", timeout=15)
         assert rejected["data"]["code"] == "flow.unknown_node" and rejected["data"]["line"] > 1
         # a valid edit goes live for new calls

@@ -210,6 +210,11 @@ async def test_caller_hangs_up_while_queued_is_abandoned(cti: Any, tmp_path: Pat
         transport="tcp",
         keys={"dtmf_delay": 3500, "hangup_ms": 3000, **dtmf_keys("1", tmp_path)},
     ).start()
+    queued = await client.wait_event("call.queued", timeout=20)
+    moved = await client.request("queue.set_priority", call_id=queued["call_id"], priority=7)
+    assert moved["ok"] and moved["position"] == 1, moved
+    changed = await client.wait_event("call.priority_changed")
+    assert changed["data"]["priority"] == 7
     assert caller.wait(60) == 0, caller.summary()
     ended = await client.wait_event("call.ended")
     assert ended["data"]["cause"] == "abandoned" and ended["data"]["queue"] == "sales"
