@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import inspect
 import json
 import secrets
 import signal
@@ -27,7 +28,7 @@ import telephony
 from telephony import events as tev
 
 from . import events as hev
-from . import profiles, reload, servicecode
+from . import outbound, profiles, reload, retention, servicecode
 from .config import Config
 from .store import CallStore
 
@@ -209,6 +210,7 @@ class CallSession:
     caller_ready: bool = False  # the profile lookup is done (or gave up)
     priority: int | None = None  # the priority the caller was queued with
     callback: str | None = None  # the number to call back, once the caller accepted a callback
+    outbound_to: str = ""  # click-to-dial: the number or URI dialled for the agent
     segment: int = 1  # recording segment: a caller moved to another agent gets <call_id>-2.wav ...
     gaps: list[dict[str, str | None]] = field(default_factory=list)  # recording pauses, ISO times
     playing: int | None = None  # token of the prompt the caller hears
@@ -308,6 +310,15 @@ class Server:
             else None
         )
         self.audit = cti_bridge.AuditLog(config.path(config.storage.database))
+        o = config.outbound
+        self.outbound = outbound.build_guard(
+            config.path(o.database or config.storage.database),
+            marketing_hours=o.marketing_hours,
+            holidays=o.holidays,
+            timezone=o.timezone,
+            service_hours=o.service_hours,
+        )
+        self._retention: asyncio.Task[None] | None = None
         self.cti = cti_bridge.build_cti(
             self.bus,
             [cti_bridge.Token(t.name, t.secret, frozenset(t.scopes), t.agent or None) for t in c.tokens],
@@ -358,6 +369,19 @@ class Server:
             (self.recordings / ".parts").mkdir(parents=True, exist_ok=True)
             await self.store.open()
             await self.profiles.open()
+            await self.outbound.store.open()
+            if self.config.retention.days > 0:
+                r = self.config.retention
+                self._retention = asyncio.create_task(
+                    retention.retention_loop(
+                        self.config.path(self.config.storage.database),
+                        self.recordings,
+                        r.days,
+                        self.audit,
+                        at=retention.parse_at(r.at),
+                        tz=outbound.zone(r.timezone),
+                    )
+                )
             if self.config.flows.reload_interval > 0:
                 self.watcher.prime()
                 self.watcher.start()
@@ -393,6 +417,8 @@ class Server:
     async def stop(self) -> None:
         log.info("hotline_stopping", calls=len(self.calls))
         await self.watcher.stop()
+        if self._retention is not None:
+            self._retention.cancel()
         for session in list(self.calls.values()):
             session.end_cause = session.end_cause or "shutdown"
         await self.endpoint.shutdown()
@@ -408,6 +434,7 @@ class Server:
         if self.bus.outbox is not None:
             self.bus.outbox.close()
         await self.profiles.close()
+        await self.outbound.store.close()
         if self._http is not None:
             await self._http.close()
         self.tts.stop()
@@ -447,7 +474,9 @@ class Server:
         session = self._by_leg.get(event.leg_id)
         if session is None:
             return
-        if event.leg_id == session.leg and session.phase == "callback_dialing":
+        if session.phase.startswith("outbound"):
+            self._outbound_event(session, event)
+        elif event.leg_id == session.leg and session.phase == "callback_dialing":
             self._callback_leg_event(session, event)
         elif event.leg_id == session.leg:
             self._caller_event(session, event)
@@ -1156,7 +1185,8 @@ class Server:
             known = ", ".join(sorted({"auth", "subscribe", "ping", *self._commands()}))
             raise cti_bridge.CtiError("cti.unknown_command", f"unknown command '{cmd}'; known: {known}")
         try:
-            return handler(args)
+            result = handler(args)
+            return await result if inspect.isawaitable(result) else result
         except acd.AcdError as exc:
             raise cti_bridge.CtiError(exc.code, str(exc)) from None
         except telephony.TelephonyError as exc:
@@ -1177,6 +1207,7 @@ class Server:
             "call.recording": self._cmd_recording,
             "queue.status": self._cmd_queue_status,
             "queue.set_priority": self._cmd_set_priority,
+            "call.make": self._cmd_make_call,
             "flow.reload": self._cmd_reload,
             "flow.emergency": self._cmd_emergency,
         }
@@ -1322,6 +1353,153 @@ class Server:
                 }
             )
         return {"queue": queue, "waiting": waiting, "figures": self.stats.queue_figures(queue, time.time())}
+
+    async def _cmd_make_call(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Click-to-dial: ring the agent first, then dial `to` and bridge them."""
+        agent_id = cti_bridge.require_str(args, "agent")
+        to = cti_bridge.require_str(args, "to")
+        purpose = args.get("purpose")
+        if purpose not in ("service", "marketing"):
+            raise cti_bridge.CtiError(
+                "cti.bad_request",
+                '"purpose" must be "service" or "marketing" (the do-not-call list and '
+                "calling hours depend on it)",
+            )
+        callee_tz = args.get("callee_tz", "")
+        try:
+            decision = await self.outbound.check(
+                to, purpose, time.time(), callee_tz if isinstance(callee_tz, str) else ""
+            )
+        except outbound.OutboundConfigError as exc:
+            raise cti_bridge.CtiError(exc.code, str(exc)) from None
+        if not decision.allowed:
+            assert decision.code is not None
+            raise cti_bridge.CtiError(decision.code, decision.message)
+        if agent_id not in self.router.agents:
+            raise cti_bridge.CtiError("acd.unknown_agent", f"no agent {agent_id!r} is configured")
+        if self.router.agent_state(agent_id) is not acd.AgentState.AVAILABLE:
+            state = self.router.agent_state(agent_id).value
+            raise cti_bridge.CtiError(
+                "acd.agent_busy", f"agent {agent_id} is {state}; make calls when available"
+            )
+        self._acd(acd.events.AgentWentNotReady(agent_id=agent_id, reason="outbound"))  # no inbound offers now
+        call_id = secrets.token_hex(8)
+        code = self.codes.issue(time.time())
+        s = CallSession(
+            call_id=call_id,
+            leg="",
+            caller=to,
+            interp=self._interpreter(call_id, to, code, None),
+            started=self._now(),
+            started_wall=time.time(),
+            log=log.bind(call_id=call_id, service_code=code, outbound=True),
+            service_code=code,
+        )
+        s.phase, s.ivr_started, s.caller_ready, s.agent_id, s.outbound_to = (
+            "outbound_agent",
+            True,
+            True,
+            agent_id,
+            to,
+        )
+        leg = self.endpoint.dial(
+            self.router.agents[agent_id].contact, {"X-Hotline-Call-Id": call_id, "X-Hotline-Dial": to}
+        )
+        s.ringing[agent_id] = AgentLeg(agent_id=agent_id, leg=leg)
+        self.calls[call_id] = s
+        self._by_leg[leg] = s
+        self.bus.publish(
+            hev.OutboundStarted(call_id=call_id, agent_id=agent_id, to=to, purpose=purpose, service_code=code)
+        )
+        self.store.insert(
+            call_id, caller=to, started_at=cti_bridge.iso_utc(s.started_wall), service_code=code
+        )
+        return {"call_id": call_id, "service_code": code}
+
+    def _outbound_event(self, s: CallSession, event: tev.TelephonyEvent) -> None:
+        """Click-to-dial legs: the agent's, then the customer's."""
+        rung = next((a for a in s.ringing.values() if a.leg == event.leg_id), None)
+        is_agent = rung is not None or event.leg_id == s.agent_leg
+        match event:
+            case tev.LegEnded(code=code):
+                self._by_leg.pop(event.leg_id, None)
+                if s.phase == "ended":
+                    return
+                cause = (
+                    "agent_hangup"
+                    if is_agent
+                    else _RING_CAUSES.get(code, "caller_hangup" if code == 200 else f"sip_{code}")
+                )
+                if s.phase == "outbound_talk":
+                    cause = "agent_hangup" if is_agent else "caller_hangup"
+                for other in [*(a.leg for a in s.ringing.values()), s.agent_leg, s.leg]:
+                    if other and other != event.leg_id:
+                        self.endpoint.hangup(other)
+                self._end_outbound(s, cause, code)
+                return
+            case tev.LegAnswered():
+                if rung is not None:
+                    rung.confirmed = True
+                else:
+                    s.confirmed = True
+            case tev.LegMediaReady():
+                if rung is not None:
+                    rung.media = True
+                else:
+                    s.media_ready = True
+            case _:
+                return
+        if s.phase == "outbound_agent" and rung is not None and rung.confirmed and rung.media:
+            uri = (
+                s.outbound_to
+                if s.outbound_to.startswith(("sip:", "sips:"))
+                else self.config.callbacks.dial_uri.format(number=s.outbound_to)
+            )
+            s.phase = "outbound_customer"
+            s.leg = self.endpoint.dial(uri, {"X-Hotline-Call-Id": s.call_id})
+            self._by_leg[s.leg] = s
+        elif s.phase == "outbound_customer" and s.confirmed and s.media_ready:
+            s.answered_at = s.connected_at = self._now()
+            self.bus.publish(hev.CallAnswered(call_id=s.call_id))
+            self._bridge(s, s.agent_id or "")
+            s.phase = "outbound_talk"
+
+    def _end_outbound(self, s: CallSession, cause: str, code: int) -> None:
+        now = self._now()
+        s.phase = "ended"
+        summary = {**self._recording_summary(s), "disposition": cause, "agent_id": s.agent_id}
+        self._finish_recordings(s, summary)
+        talk = (now - s.connected_at) if s.connected_at is not None else 0.0
+        self.bus.publish(
+            hev.CallEnded(
+                call_id=s.call_id,
+                cause=cause,
+                sip_code=code,
+                queue=None,
+                agent_id=s.agent_id,
+                total_seconds=now - s.started,
+                ivr_seconds=0.0,
+                wait_seconds=0.0,
+                talk_seconds=talk,
+                summary=summary,
+            )
+        )
+        self.store.update(
+            s.call_id,
+            ended_at=cti_bridge.iso_utc(time.time()),
+            cause=cause,
+            agent_id=s.agent_id,
+            talk_seconds=talk,
+            total_seconds=now - s.started,
+        )
+        self.calls.pop(s.call_id, None)
+        aid = s.agent_id
+        if (
+            aid is not None
+            and self.router.agent_state(aid) is acd.AgentState.NOT_READY
+            and self.router.agents[aid].reason == "outbound"
+        ):
+            self._acd(acd.events.AgentBecameReady(agent_id=aid))
 
     def _cmd_set_priority(self, args: dict[str, Any]) -> dict[str, Any]:
         s = self._session(args)

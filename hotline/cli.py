@@ -142,9 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("simulate", help="run the ACD core on a simulated load; `hotline simulate --help`")
     sub.add_parser("report", help="queue figures per 15-minute interval; `hotline report --help`")
     sub.add_parser(
-        "audit", help="`hotline audit verify [--config FILE]`: check the recording-access audit chain"
+        "audit",
+        help="`hotline audit verify [--config FILE]`: check the audit chain (recording access, purges)",
     )
     sub.add_parser("profiles", help="caller profiles: `hotline profiles import FILE.csv` or `show NUMBER`")
+    sub.add_parser(
+        "dnc", help="do-not-call list: `hotline dnc import FILE.csv | add | remove | check NUMBER`"
+    )
+    sub.add_parser("retention", help="`hotline retention purge [--days N] [--dry-run]`: purge old calls now")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["simulate"]:  # these own their options
         import acd
@@ -152,6 +157,14 @@ def main(argv: list[str] | None = None) -> int:
         return int(acd.simulator.main(argv[1:]))
     if argv[:2] == ["audit", "verify"]:
         return _audit_verify(argv[2:])
+    if argv[:1] == ["dnc"]:
+        from . import outbound
+
+        return int(outbound.cli_main(argv[1:]))
+    if argv[:1] == ["retention"]:
+        from . import retention
+
+        return int(retention.cli_main(argv[1:]))
     if argv[:1] == ["profiles"]:
         from . import profiles
 

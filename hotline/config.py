@@ -89,6 +89,29 @@ class CallbacksConfig:
     dial_uri: str = "sip:{number}@127.0.0.1:5080"  # how a callback's customer is dialled (your trunk)
 
 
+def _default_marketing_hours() -> dict[str, tuple[str, ...]]:
+    week = {d: ("09:00-20:00",) for d in ("mon", "tue", "wed", "thu", "fri")}
+    return {**week, "sat": ("10:00-16:00",)}
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundConfig:
+    database: str = ""  # SQLite file of the do-not-call list; "" = [storage] database
+    timezone: str = ""  # IANA zone for calling hours when the callee's is unknown; "" = the server's
+    marketing_hours: dict[str, tuple[str, ...]] = field(
+        default_factory=_default_marketing_hours
+    )  # weekday -> "HH:MM-HH:MM"
+    service_hours: dict[str, tuple[str, ...]] | None = None  # same form; absent = service calls at any time
+    holidays: tuple[str, ...] = ()  # "2026-12-25" (once) or "12-25" (yearly): no calls held to hours
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionConfig:
+    days: int = 0  # purge calls and recordings that ended more than this many days ago; 0 = keep forever
+    at: str = "03:30"  # local time of the daily purge
+    timezone: str = ""  # IANA zone of `at`; "" = the server's
+
+
 @dataclass(frozen=True, slots=True)
 class StorageConfig:
     database: str = "hotline.db"  # SQLite file for call records
@@ -188,6 +211,8 @@ class Config:
     stats: StatsConfig = field(default_factory=StatsConfig)
     profiles: ProfilesConfig = field(default_factory=ProfilesConfig)
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
+    outbound: OutboundConfig = field(default_factory=OutboundConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     mqtt: MqttConfig | None = None  # no [mqtt] table: nothing MQTT runs
     base_dir: Path = Path(".")  # the config file's directory; not a TOML key
 
@@ -294,6 +319,8 @@ def _check(config: Config, where: str) -> None:
     for t in config.sip.transports:
         if t not in ("udp", "tcp"):
             raise ConfigError(f"{where}: sip.transports: '{t}' is not one of udp, tcp")
+    if config.retention.days < 0:
+        raise ConfigError(f"{where}: retention.days must be 0 (keep forever) or more")
     if config.cti.http_tls and not config.cti.tls_cert:
         raise ConfigError(f"{where}: cti.http_tls needs cti.tls_cert and cti.tls_key")
     if config.cti.caller_mask not in ("none", "last4", "all"):

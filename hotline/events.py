@@ -80,3 +80,15 @@ class EmergencyChanged:
 
     wire: ClassVar[str] = "ivr.emergency_changed"
     on: bool  # true: closed for an emergency
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboundStarted:
+    """Click-to-dial: the agent is rung first, then `to` is dialled."""
+
+    wire: ClassVar[str] = "call.outbound"
+    call_id: str
+    agent_id: str
+    to: str  # the number or SIP URI dialled
+    purpose: str  # "service" or "marketing"
+    service_code: str  # short speakable code for this call

@@ -25,6 +25,7 @@ EVENTS: tuple[type, ...] = (
     hev.RecordingFailed,
     hev.QueueStats,
     hev.EmergencyChanged,
+    hev.OutboundStarted,
     reload.FlowReloaded,
     reload.FlowRejected,
     ivr.IvrInput,

@@ -307,3 +307,67 @@ async def test_a_returning_caller_gets_the_agent_who_served_them(tmp_path: Path)
     finally:
         await client.close()
         assert server.stop() == 0
+
+
+async def test_click_to_dial_with_the_outbound_guard(tmp_path: Path) -> None:
+    agent_port, customer_port = free_port(), free_port()
+    agent = Sipp(
+        "agent_uas", tmp_path, local_port=agent_port, rtp_echo=True, keys={"answer_delay": 300}
+    ).start()
+    customer = Sipp(
+        "agent_hangup",
+        tmp_path,
+        local_port=customer_port,
+        rtp_echo=True,
+        keys={"answer_delay": 500, "hangup_ms": 3000},
+        name="customer",
+    ).start()
+    server = HotlineProcess(
+        workdir=tmp_path / "hotline",
+        agents=[{"id": "1001", "skills": ["sales"], "contact": f"sip:1001@127.0.0.1:{agent_port}"}],
+        extra_toml=(
+            f'[callbacks]\ndial_uri = "sip:{{number}}@127.0.0.1:{customer_port}"\n'
+            "[outbound]\nmarketing_hours = {}\n"
+        ),  # no marketing hours at all
+    ).start()
+    config = str(server.workdir / "config.toml")
+    added = subprocess.run(
+        [sys.executable, "-m", "hotline", "dnc", "add", "+15550111", "--config", config],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert added.returncode == 0, added.stdout + added.stderr
+    client = await CtiClient.connect(server.cti_port)
+    try:
+        assert (await client.request("auth", token=server.token))["ok"]
+        assert (await client.request("subscribe", events=["*"]))["ok"]
+        assert (await client.request("agent.login", agent="1001"))["ok"]
+        assert (await client.request("agent.ready", agent="1001"))["ok"]
+        refused = await client.request("call.make", agent="1001", to="+15550111", purpose="marketing")
+        assert refused["error"]["code"] == "outbound.dnc", refused
+        refused = await client.request("call.make", agent="1001", to="+15550122", purpose="marketing")
+        assert refused["error"]["code"] == "outbound.outside_hours", refused
+        assert (await client.request("call.make", agent="1001", to="+15550111"))["error"][
+            "code"
+        ] == "cti.bad_request"
+        made = await client.request(
+            "call.make", agent="1001", to="+15550111", purpose="service"
+        )  # DNC: marketing only
+        assert made["ok"], made
+        await client.wait_event("call.answered", call_id=made["call_id"], timeout=20)
+        ended = await client.wait_event("call.ended", call_id=made["call_id"], timeout=20)
+        assert ended["data"]["cause"] == "caller_hangup" and ended["data"]["talk_seconds"] > 1
+        ready = await client.wait_event("recording.ready", call_id=made["call_id"], timeout=20)
+        assert ready["data"]["channels"] == 2
+        states = [
+            (e["data"]["to"], e["data"]["reason"])
+            for e in client.events
+            if e["event"] == "agent.state_changed"
+        ]
+        assert ("not_ready", "outbound") in states and states[-1][0] == "available"
+    finally:
+        await client.close()
+        assert server.stop() == 0
+    assert customer.wait(20) == 0, customer.summary()
+    assert agent.wait(20) == 0, agent.summary()
