@@ -211,6 +211,7 @@ class CallSession:
     priority: int | None = None  # the priority the caller was queued with
     callback: str | None = None  # the number to call back, once the caller accepted a callback
     outbound_to: str = ""  # click-to-dial: the number or URI dialled for the agent
+    dtmf_at: float | None = None  # perf_counter of the last keypress, until the next prompt starts
     segment: int = 1  # recording segment: a caller moved to another agent gets <call_id>-2.wav ...
     gaps: list[dict[str, str | None]] = field(default_factory=list)  # recording pauses, ISO times
     playing: int | None = None  # token of the prompt the caller hears
@@ -588,6 +589,7 @@ class Server:
                 self._maybe_start_ivr(s)
             case tev.DtmfReceived(digit=digit, method=method):
                 s.log.debug("dtmf", method=method)  # the digit is in ivr.input (and may be secret)
+                s.dtmf_at = time.perf_counter()  # loop.time() has only ms resolution under uvloop
                 if s.phase in ("ivr", "queued"):
                     self._ivr(s, s.interp.handle(ivr.DigitPressed(digit=digit), self._now()))
             case tev.PlaybackFinished(token=token):
@@ -835,6 +837,11 @@ class Server:
             return  # stopped, replaced or hung up while it was being found
         try:
             self.endpoint.play(s.leg, wav, token)
+            if s.dtmf_at is not None:  # server-side: keypress drained from pjsua2 -> next prompt playing
+                log.info(
+                    "dtmf_to_prompt", call_id=s.call_id, ms=round(1000 * (time.perf_counter() - s.dtmf_at), 3)
+                )
+                s.dtmf_at = None
         except Exception as exc:
             s.log.error("play_failed", wav=str(wav), error=str(exc))
             self._on_telephony(tev.PlaybackFinished(leg_id=s.leg, token=token))
