@@ -238,6 +238,21 @@ class LanguageNode(Node):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ResumeNode(Node):
+    """A caller who dropped a call recently (caller.returning) is offered to continue where
+    they were: their last node, or their queue ahead of new callers. Others go to `next`."""
+
+    prompt: Prompt
+    key: str  # the key that accepts
+    timeout: float  # seconds to wait for it after the prompt
+    next: str
+    next_loc: Location
+
+    def edges(self) -> list[tuple[str, str, Location]]:
+        return [("", self.next, self.next_loc)]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SurveyNode(Node):
     prompt: Prompt
     reprompt: Prompt | None
@@ -587,6 +602,7 @@ _FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "return": (set(), set()),
     "language": ({"prompt", "options", "next", "escalate_to"}, {"reprompt", "timeout", "interruptible"}),
     "survey": ({"prompt", "next"}, {"question", "var", "reprompt", "timeout", "interruptible"}),
+    "resume": ({"prompt", "next"}, {"key", "timeout"}),
     "queue": (
         {"queue"},
         {
@@ -1000,6 +1016,19 @@ def _compile_node(r: _Reader, name: str, key_node: yaml.Node, value: yaml.Node) 
             escalate_loc=esc[1],
             timeout=timeout,
             interruptible=interruptible,
+        )
+    if kind == "resume":
+        prompt, nxt = get("prompt", r.prompt), target("next")
+        key = get("key", r.scalar, "1")
+        timeout = get("timeout", r.number, 4.0)
+        if key is not None and (len(key) != 1 or key not in "0123456789*#"):
+            r.error(fields["key"][1], "flow.bad_key", f"'{key}' is not a phone key", "use one of 0-9, * or #")
+            return None
+        if failed() or None in (prompt, nxt, key, timeout):
+            return None
+        assert nxt is not None
+        return ResumeNode(
+            name=name, loc=loc, prompt=prompt, key=key, timeout=timeout, next=nxt[0], next_loc=nxt[1]
         )
     if kind == "survey":
         prompt, nxt = get("prompt", r.prompt), target("next")

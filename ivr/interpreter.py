@@ -34,6 +34,7 @@ from .flow import (
     PlayNode,
     Prompt,
     QueueNode,
+    ResumeNode,
     ReturnNode,
     ScheduleNode,
     SetNode,
@@ -310,6 +311,7 @@ class CallInterpreter:
         self._request = 0  # lookup: id of the request in flight
         self._queue_playlist: list[str] = []  # queue: "announce", "position", "offer" still to say
         self._offered = False  # queue: a callback was offered
+        self._priority_boost = 0  # added to the next queue's priority (a resumed caller)
         self._paused = False  # the call recording is paused for secure input
         self._wall: tuple[float, dt.datetime] | None = None
         self._wall_pending = wall
@@ -348,7 +350,9 @@ class CallInterpreter:
             return out
         self._deadline = None
         node = self.node
-        if self.phase is Phase.AWAITING_INPUT:
+        if self.phase is Phase.AWAITING_INPUT and isinstance(node, ResumeNode):
+            self._enter(node.next, now, out)  # no answer: the normal way in
+        elif self.phase is Phase.AWAITING_INPUT:
             if isinstance(node, CollectNode) and self._digits:
                 self._collected(node, now, out)  # the inter-digit timeout ends entry
             elif isinstance(node, MenuNode | CollectNode | LanguageNode | SurveyNode):
@@ -522,6 +526,12 @@ class CallInterpreter:
                 case SurveyNode(prompt=prompt, interruptible=interruptible):
                     self.phase = Phase.PLAYING
                     self._play(prompt, interruptible, out)
+                case ResumeNode(prompt=prompt, next=nxt):
+                    if self._resume_offer() is None:
+                        name = nxt  # nothing to resume: straight on, as a goto
+                        continue
+                    self.phase = Phase.PLAYING
+                    self._play(prompt, True, out)
                 case LookupNode():
                     self._lookup(node, now, out)
                 case QueueNode():
@@ -601,7 +611,12 @@ class CallInterpreter:
         self.phase = Phase.QUEUED
         self._offered = False
         out.append(
-            Enqueue(queue=node.queue, priority=node.priority, data=self._screen_pop(node), skills=node.skills)
+            Enqueue(
+                queue=node.queue,
+                priority=node.priority + self._priority_boost,
+                data=self._screen_pop(node),
+                skills=node.skills,
+            )
         )
         self._queue_playlist = ["announce", "position", "offer"]
         self._queue_next(node, out)
@@ -666,6 +681,9 @@ class CallInterpreter:
             case CollectNode(first_timeout=first, inter_timeout=inter):
                 self.phase = Phase.AWAITING_INPUT
                 self._deadline = now + (inter if self._digits else first)
+            case ResumeNode(timeout=timeout):
+                self.phase = Phase.AWAITING_INPUT
+                self._deadline = now + timeout
             case QueueNode() if self.phase is Phase.QUEUED:
                 deadline = self._deadline
                 self._queue_next(node, out)
@@ -731,8 +749,45 @@ class CallInterpreter:
             self._playing = None
         self._deadline = None
 
+    def _resume_offer(self) -> Mapping[str, Any] | None:
+        """caller.resume, when the caller is returning and it points somewhere this call can go."""
+        caller = self.variables.get("caller")
+        if not isinstance(caller, Mapping) or not caller.get("returning"):
+            return None
+        offer = caller.get("resume")
+        if not isinstance(offer, Mapping):
+            return None
+        if offer.get("kind") == "node" and offer.get("node") in self.flow.nodes:
+            return offer
+        if offer.get("kind") == "queue" and any(
+            isinstance(n, QueueNode) and n.queue == offer.get("queue") for n in self.flow.nodes.values()
+        ):
+            return offer
+        return None
+
+    def _resume_call(self, node: ResumeNode, digit: str, now: float, out: list[Output]) -> None:
+        self._stop_for_input(out)
+        offer = self._resume_offer()
+        if digit != node.key or offer is None:
+            self._enter(node.next, now, out)
+            return
+        self._record_input(node, digit, "match", out)
+        if offer.get("kind") == "node":
+            self._enter(str(offer["node"]), now, out)
+            return
+        target = next(
+            n for n in self.flow.nodes.values() if isinstance(n, QueueNode) and n.queue == offer.get("queue")
+        )
+        # back in line ahead of new callers of the same priority (the ACD ages it from here)
+        self._priority_boost = max(0, int(offer.get("priority") or 0) - target.priority) + 1
+        self._enter(target.name, now, out)
+
     def _digit(self, digit: str, now: float, out: list[Output]) -> None:
         node = self.node
+        if isinstance(node, ResumeNode):
+            if self.phase in (Phase.PLAYING, Phase.AWAITING_INPUT):
+                self._resume_call(node, digit, now, out)
+            return
         if isinstance(node, QueueNode):
             if self.phase is Phase.QUEUED and self._offered and digit == node.callback_key:
                 self._callback(node, digit, now, out)

@@ -49,6 +49,7 @@ _FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
     "validator": {"enum": sorted(VALIDATORS)},
     "terminator": {"enum": ["#", "*", ""]},
     "callback_key": {"type": "string", "pattern": _KEY_PATTERN},
+    "key": {"type": "string", "pattern": _KEY_PATTERN, "description": "the key that accepts (resume)"},
     "assign": {"type": "object", "additionalProperties": _EXPR, "description": "variable: expression"},
     "cases": {
         "type": "array",

@@ -245,3 +245,57 @@ nodes:
     other = ivr.build_interpreter(flow, "d", "")
     other.start(0)
     assert other.jump("nowhere", 1) == [it.HangUp(reason="unknown_node")]
+
+
+RESUME = """
+start: back
+nodes:
+  back:
+    type: resume
+    prompt: {text: "Welcome back. Press 1 to continue."}
+    next: menu
+  menu:
+    type: menu
+    prompt: {text: "Press 1 for support."}
+    options: {"1": support}
+    escalate_to: support
+  support: {type: queue, queue: support, priority: 2}
+"""
+
+
+def _returning(kind: str, **where: object) -> dict:
+    return {"returning": True, "resume": {"kind": kind, **where}}
+
+
+def test_resume_is_silent_for_callers_who_are_not_returning() -> None:
+    flow, diags = ivr.compile_flow(RESUME, "r.yaml")
+    assert flow is not None, diags
+    out = ivr.build_interpreter(flow, "c", "555").start(0)
+    assert plays(out)[0].prompt.text == "Press 1 for support."  # straight to `next`
+
+
+def test_resume_puts_a_returning_caller_back_in_line_ahead_of_new_callers() -> None:
+    flow, _ = ivr.compile_flow(RESUME, "r.yaml")
+    assert flow is not None
+    caller = _returning("queue", queue="support", priority=2)
+    interp = ivr.build_interpreter(flow, "c", "555", variables={"caller": caller})
+    offer = plays(interp.start(0))[0]
+    assert offer.prompt.text.startswith("Welcome back")
+    out = interp.handle(it.DigitPressed(digit="1"), 1)
+    assert out[0] == it.StopPrompt(token=offer.token)
+    enqueue = next(o for o in out if isinstance(o, it.Enqueue))
+    assert enqueue.queue == "support" and enqueue.priority == 3
+
+
+def test_resume_to_the_last_node_or_decline_by_silence() -> None:
+    flow, _ = ivr.compile_flow(RESUME, "r.yaml")
+    assert flow is not None
+    interp = ivr.build_interpreter(flow, "c", "555", variables={"caller": _returning("node", node="support")})
+    out = finish(interp, interp.start(0), 2)
+    assert out == [] and interp.next_deadline() == 6
+    out = interp.on_timer(6)  # no key: the normal way in
+    assert plays(out)[0].prompt.text == "Press 1 for support."
+    again = ivr.build_interpreter(flow, "d", "555", variables={"caller": _returning("node", node="support")})
+    again.start(0)
+    out = again.handle(it.DigitPressed(digit="1"), 1)
+    assert any(isinstance(o, it.Enqueue) for o in out)  # resumed at the node `support`
