@@ -371,3 +371,46 @@ async def test_click_to_dial_with_the_outbound_guard(tmp_path: Path) -> None:
         assert server.stop() == 0
     assert customer.wait(20) == 0, customer.summary()
     assert agent.wait(20) == 0, agent.summary()
+
+
+async def test_a_caller_who_dropped_resumes_their_place(tmp_path: Path) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "main.yaml").write_text(
+        "flow: main\nstart: back\nnodes:\n"
+        '  back:\n    type: resume\n    prompt: {text: "Welcome back. Press 1."}\n    next: menu\n'
+        '  menu:\n    type: menu\n    prompt: {text: "Press 2 for support."}\n    options: {"2": support}\n'
+        "    escalate_to: support\n"
+        '  support: {type: queue, queue: support, priority: 1, hold: {text: "Please hold."}}\n'
+    )
+    server = HotlineProcess(workdir=tmp_path / "hotline", agents=[], flows_dir=flows).start()
+    client = await CtiClient.connect(server.cti_port)
+    try:
+        assert (await client.request("auth", token=server.token))["ok"]
+        assert (await client.request("subscribe", events=["call.*", "ivr.*"]))["ok"]
+        for n, digit in enumerate(("2", "1")):  # first: into the queue, then give up; then: resume
+            caller = Sipp(
+                "caller_hangup_early",
+                tmp_path,
+                remote=f"127.0.0.1:{server.sip_port}",
+                service="hotline",
+                keys={
+                    "caller": "5553434",
+                    "dtmf_delay": 3000,
+                    "hangup_ms": 2000,
+                    **dtmf_keys(digit, tmp_path),
+                },
+                name=f"caller_{n}",
+            ).start()
+            assert caller.wait(60) == 0, caller.summary()
+            await client.wait_for(
+                lambda n=n: len([e for e in client.events if e["event"] == "call.ended"]) == n + 1, 20, "end"
+            )
+            await asyncio.sleep(0.5)  # the contact is recorded
+        queued = [e["data"] for e in client.events if e["event"] == "call.queued"]
+        assert [(q["queue"], q["priority"]) for q in queued] == [("support", 1), ("support", 2)]
+        paths = [e["data"]["summary"]["ivr_path"] for e in client.events if e["event"] == "call.ended"]
+        assert paths[1][:2] == ["back", "support"]  # straight back into the queue, no menu
+    finally:
+        await client.close()
+        assert server.stop() == 0
