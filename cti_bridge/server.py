@@ -156,6 +156,7 @@ COMMAND_SCOPES: dict[str, str] = {
     "agent.ready": "agent",
     "agent.not_ready": "agent",
     "agent.logout": "agent",
+    "agent.end_wrap_up": "agent",
 }
 
 

@@ -524,7 +524,7 @@ class Server:
             service_code=code,
         )
         try:
-            self.endpoint.answer(event.leg_id)
+            self.endpoint.answer(event.leg_id, 200 if self.config.sip.auto_answer else 180)
         except Exception as exc:
             session.log.error("answer_failed", error=str(exc))
             self.endpoint.hangup(event.leg_id, 500)
@@ -769,8 +769,11 @@ class Server:
                     if self._safely(s, self.endpoint.record, [(s.leg, path)]):
                         s.voicemail = path
                 case ivr.PauseRecording() | ivr.ResumeRecording():
-                    # only the caller leg records before an agent answers (voicemail)
-                    self.endpoint.pause_recording(s.leg, isinstance(out, ivr.PauseRecording))
+                    paused = isinstance(out, ivr.PauseRecording)
+                    for leg in (s.leg, s.agent_leg):
+                        if leg is not None:
+                            self.endpoint.pause_recording(leg, paused)
+                    self._mark_gap(s, paused, out.reason)
                 case ivr.HttpLookup():
                     self._spawn(self._lookup(s, out))
                 case ivr.RequestCallback(number=number, data=data):
@@ -1085,10 +1088,14 @@ class Server:
         if not self._safely(s, self.endpoint.bridge, s.leg, rung.leg):
             self.endpoint.hangup(s.leg)
             return
+        self._start_recording(s, rung.leg)
+
+    def _start_recording(self, s: CallSession, agent_leg: str) -> None:
+        """Caller left, agent right: one mono recorder per leg, merged when it ends."""
         parts = self.recordings / ".parts"
         name = s.call_id if s.segment == 1 else f"{s.call_id}-{s.segment}"
         caller_part, agent_part = parts / f"{name}-caller.wav", parts / f"{name}-agent.wav"
-        if self._safely(s, self.endpoint.record, [(s.leg, caller_part), (rung.leg, agent_part)]):
+        if self._safely(s, self.endpoint.record, [(s.leg, caller_part), (agent_leg, agent_part)]):
             s.recording = (caller_part, agent_part, self.recordings / f"{name}.wav")
             s.gaps = []
 
@@ -1207,6 +1214,7 @@ class Server:
             "agent.logout": lambda a: self._cmd_agent("agent.logout", a),
             "agent.end_wrap_up": self._cmd_end_wrap_up,
             "call.hangup": self._cmd_hangup,
+            "call.answer": self._cmd_answer,
             "call.hold": lambda a: self._cmd_hold(a, hold=True),
             "call.retrieve": lambda a: self._cmd_hold(a, hold=False),
             "call.transfer": self._cmd_transfer,
@@ -1256,6 +1264,14 @@ class Server:
             raise cti_bridge.CtiError("acd.not_in_wrap_up", f"agent {agent_id} is {state}, not in wrap-up")
         self._acd(acd.events.AgentBecameReady(agent_id=agent_id))
         return {"state": self.router.agent_state(agent_id).value}
+
+    def _cmd_answer(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Answer a ringing incoming call (with [sip] auto_answer = false)."""
+        s = self._session(args)
+        if s.confirmed or s.phase != "ivr":
+            raise cti_bridge.CtiError("call.already_answered", f"call {s.call_id} is already answered")
+        self.endpoint.answer(s.leg)
+        return {}
 
     def _cmd_hangup(self, args: dict[str, Any]) -> dict[str, Any]:
         s = self._session(args)
@@ -1325,8 +1341,18 @@ class Server:
     def _cmd_recording(self, args: dict[str, Any]) -> dict[str, Any]:
         s = self._session(args)
         action = args.get("action")
-        if action not in ("pause", "resume", "stop"):
-            raise cti_bridge.CtiError("cti.bad_request", '"action" must be pause, resume or stop')
+        if action not in ("start", "pause", "resume", "stop"):
+            raise cti_bridge.CtiError("cti.bad_request", '"action" must be start, pause, resume or stop')
+        if action == "start":
+            if s.recording is not None:
+                raise cti_bridge.CtiError("recording.active", f"call {s.call_id} is already being recorded")
+            if s.phase != "connected" or s.agent_leg is None:
+                raise cti_bridge.CtiError(
+                    "call.not_connected", f"call {s.call_id} is not talking to an agent"
+                )
+            s.segment += 1
+            self._start_recording(s, s.agent_leg)
+            return {}
         if s.recording is None:
             raise cti_bridge.CtiError("recording.none", f"call {s.call_id} is not being recorded")
         legs = [leg for leg in (s.leg, s.agent_leg) if leg is not None]
@@ -1336,11 +1362,15 @@ class Server:
         paused = action == "pause"
         for leg in legs:
             self.endpoint.pause_recording(leg, paused)
-        if paused:
-            s.gaps.append({"from": cti_bridge.iso_utc(time.time()), "to": None})
-        elif s.gaps and s.gaps[-1]["to"] is None:
-            s.gaps[-1]["to"] = cti_bridge.iso_utc(time.time())
+        self._mark_gap(s, paused, "cti")
         return {}
+
+    def _mark_gap(self, s: CallSession, paused: bool, reason: str) -> None:
+        """Note a recording pause (secure entry, or a CTI pause) for the sidecar."""
+        if paused and not (s.gaps and s.gaps[-1]["to"] is None):
+            s.gaps.append({"from": cti_bridge.iso_utc(time.time()), "to": None, "reason": reason})
+        elif not paused and s.gaps and s.gaps[-1]["to"] is None:
+            s.gaps[-1]["to"] = cti_bridge.iso_utc(time.time())
 
     def _cmd_queue_status(self, args: dict[str, Any]) -> dict[str, Any]:
         queue = cti_bridge.require_str(args, "queue")

@@ -38,6 +38,7 @@ class SipConfig:
     max_calls: int = 1024  # concurrent calls, caller and agent legs counted apart
     clock_rate: int = 8000  # conference bridge clock in Hz; 8000 suits G.711 (no resampling)
     user: str = "hotline"  # user part of our SIP identity
+    auto_answer: bool = True  # answer every incoming call at once; false = ring until CTI call.answer
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,6 +134,7 @@ class HotlineProcess:
     token: str = "test-token"
     log_level: str = "debug"
     extra_toml: str = ""  # appended to the generated config
+    auto_answer: bool = True  # [sip] auto_answer
     sip_port: int = 0
     cti_port: int = 0
     http_port: int = 0
@@ -157,6 +158,7 @@ class HotlineProcess:
             'host = "127.0.0.1"',
             f"port = {self.sip_port}",
             f"rtp_port = {free_port()}",
+            f"auto_answer = {str(self.auto_answer).lower()}",
             "[cti]",
             'host = "127.0.0.1"',
             f"port = {self.cti_port}",

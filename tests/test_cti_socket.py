@@ -138,16 +138,33 @@ async def test_a_client_that_vanishes_does_not_disturb_others(server: Any) -> No
         ("agent.ready", {"agent": "1001"}),
         ("agent.not_ready", {"agent": "2002", "reason": "x"}),
         ("agent.logout", {"agent": "1001"}),
-        ("call.hangup", {"call_id": "c"}),  # a control command (not implemented yet: unknown, not forbidden)
+        ("agent.end_wrap_up", {"agent": "1001"}),
+        ("agent.end_wrap_up", {"agent": "2002"}),
+        *[
+            (cmd, {"call_id": "c"})
+            for cmd in (
+                "agent.end_wrap_up",
+                "call.answer",
+                "call.hangup",
+                "call.hold",
+                "call.retrieve",
+                "call.transfer",
+                "call.set_variables",
+                "call.recording",
+                "call.make",
+                "queue.status",
+                "queue.set_priority",
+                "flow.reload",
+                "flow.emergency",
+            )
+        ],
     ],
 )
 async def test_every_command_is_checked_against_the_token_scope(scope: str, cmd: str, args: dict) -> None:
     bus = cti_bridge.EventBus()
 
     async def control(c: str, a: dict[str, Any]) -> dict[str, Any]:
-        if c == "call.hangup":
-            raise cti_bridge.CtiError("cti.unknown_command", c)
-        return {}
+        return {}  # the stand-in runs everything it is given
 
     token = cti_bridge.Token("t", "k", frozenset({scope}), "1001" if scope == "agent" else None)
     srv = cti_bridge.build_cti(bus, [token], control, host="127.0.0.1", port=0)
@@ -163,7 +180,7 @@ async def test_every_command_is_checked_against_the_token_scope(scope: str, cmd:
         "admin": True,
     }[scope]
     if allowed:
-        assert reply.get("ok") or reply["error"]["code"] == "cti.unknown_command", reply
+        assert reply.get("ok"), reply
     else:
         assert reply["error"]["code"] == "cti.forbidden", reply
         assert "needs scope" in reply["error"]["message"]

@@ -3,6 +3,7 @@ the real server process, a real CTI client, the recording and the call record.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import subprocess
@@ -373,6 +374,13 @@ async def test_cti_call_commands_on_a_live_call(cti: Any, tmp_path: Path) -> Non
     ]:
         reply = await client.request(cmd, call_id=cid, **args)
         assert reply["ok"], (cmd, reply)
+    assert (await client.request("call.recording", call_id=cid, action="stop"))["ok"]
+    stopped = await client.wait_event("recording.ready", timeout=20)
+    assert (await client.request("call.recording", call_id=cid, action="start"))["ok"]  # a new segment
+    assert (await client.request("call.recording", call_id=cid, action="start"))["error"][
+        "code"
+    ] == "recording.active"
+    assert (await client.request("call.answer", call_id=cid))["error"]["code"] == "call.already_answered"
     status = await client.request("queue.status", queue="sales")
     assert status["ok"] and status["waiting"] == [] and "offered" in status["figures"]
     assert (await client.request("call.hangup", call_id="nope"))["error"]["code"] == "call.unknown"
@@ -381,10 +389,18 @@ async def test_cti_call_commands_on_a_live_call(cti: Any, tmp_path: Path) -> Non
     # move the caller to the support queue: agent 1001 is released, 1002 answers
     assert (await client.request("call.transfer", call_id=cid, queue="support"))["ok"]
     await client.wait_event("call.connected", agent_id="1002", timeout=20)
-    first = await client.wait_event("recording.ready", timeout=20)
-    assert first["data"]["path"].endswith(f"{cid}.wav")
-    sidecar = json.loads(Path(first["data"]["sidecar"]).read_text())
+    assert stopped["data"]["path"].endswith(f"{cid}.wav")
+    sidecar = json.loads(Path(stopped["data"]["sidecar"]).read_text())
     assert len(sidecar["gaps"]) == 1 and sidecar["gaps"][0]["to"] is not None  # the pause is marked
+    await client.wait_for(
+        lambda: [
+            e
+            for e in client.events
+            if e["event"] == "recording.ready" and e["data"]["path"].endswith("-2.wav")
+        ],
+        20,
+        "the segment started by command, closed by the transfer",
+    )
     assert (await client.request("agent.end_wrap_up", agent="1001"))["state"] == "available"
     assert (await client.request("flow.emergency", on=True))["on"] is True
     await client.wait_event("ivr.emergency_changed")
@@ -395,12 +411,36 @@ async def test_cti_call_commands_on_a_live_call(cti: Any, tmp_path: Path) -> Non
         lambda: [
             e
             for e in client.events
-            if e["event"] == "recording.ready" and e["data"]["path"].endswith("-2.wav")
+            if e["event"] == "recording.ready" and e["data"]["path"].endswith("-3.wav")
         ],
         20,
-        "the second recording segment",
+        "the third recording segment (agent 1002)",
     )
     assert second[0]["call_id"] == cid
     caller.wait(60)
     for peer in (sales, support):
         assert peer.wait(20) == 0, peer.summary()
+
+
+async def test_manual_answer_by_cti(tmp_path: Path) -> None:
+    server = HotlineProcess(workdir=tmp_path / "hotline", agents=[], auto_answer=False).start()
+    client = await CtiClient.connect(server.cti_port)
+    try:
+        assert (await client.request("auth", token=server.token))["ok"]
+        assert (await client.request("subscribe", events=["call.*"]))["ok"]
+        caller = Sipp(
+            "caller_hangup_early",
+            tmp_path,
+            remote=f"127.0.0.1:{server.sip_port}",
+            service="hotline",
+            keys={"dtmf_delay": 1000, "hangup_ms": 1000, **dtmf_keys("1", tmp_path)},
+        ).start()
+        offered = await client.wait_event("call.offered", timeout=20)
+        await asyncio.sleep(1.0)
+        assert not [e for e in client.events if e["event"] == "call.answered"]  # still ringing
+        assert (await client.request("call.answer", call_id=offered["call_id"]))["ok"]
+        await client.wait_event("call.answered", timeout=10)
+        assert caller.wait(60) == 0, caller.summary()
+    finally:
+        await client.close()
+        assert server.stop() == 0
