@@ -13,6 +13,7 @@ import pytest
 
 from .helpers import ROOT, CtiClient, HotlineProcess, free_port
 from .peers import Sipp, dtmf_keys
+from .test_cti_schema import validate_events
 
 pytestmark = pytest.mark.sip
 
@@ -103,6 +104,7 @@ async def test_profile_service_code_and_hot_reload(tmp_path: Path) -> None:
     finally:
         await client.close()
         assert server.stop() == 0
+        validate_events(client.events)
     assert agent.wait(20) == 0, agent.summary()
 
 
@@ -175,6 +177,7 @@ async def test_callback_keeps_the_place_and_calls_the_customer_back(tmp_path: Pa
     finally:
         await client.close()
         assert server.stop() == 0
+        validate_events(client.events)
     assert agent.wait(20) == 0, agent.summary()
 
 
@@ -250,6 +253,7 @@ async def test_overflow_to_a_flow_node_and_to_a_callback(tmp_path: Path) -> None
     finally:
         await client.close()
         assert server.stop() == 0
+        validate_events(client.events)
 
 
 async def test_a_returning_caller_gets_the_agent_who_served_them(tmp_path: Path) -> None:
@@ -307,6 +311,7 @@ async def test_a_returning_caller_gets_the_agent_who_served_them(tmp_path: Path)
     finally:
         await client.close()
         assert server.stop() == 0
+        validate_events(client.events)
 
 
 async def test_click_to_dial_with_the_outbound_guard(tmp_path: Path) -> None:
@@ -369,6 +374,7 @@ async def test_click_to_dial_with_the_outbound_guard(tmp_path: Path) -> None:
     finally:
         await client.close()
         assert server.stop() == 0
+        validate_events(client.events)
     assert customer.wait(20) == 0, customer.summary()
     assert agent.wait(20) == 0, agent.summary()
 
@@ -414,3 +420,39 @@ async def test_a_caller_who_dropped_resumes_their_place(tmp_path: Path) -> None:
     finally:
         await client.close()
         assert server.stop() == 0
+        validate_events(client.events)
+
+
+async def test_a_pending_callback_survives_a_restart(tmp_path: Path) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "main.yaml").write_text(CALLBACK_FLOW)
+    server = HotlineProcess(workdir=tmp_path / "hotline", agents=[], flows_dir=flows)
+    server.start()
+    client = await CtiClient.connect(server.cti_port)
+    assert (await client.request("auth", token=server.token))["ok"]
+    assert (await client.request("subscribe", events=["callback.*", "call.ended"]))["ok"]
+    caller = Sipp(
+        "caller_dtmf",
+        tmp_path,
+        remote=f"127.0.0.1:{server.sip_port}",
+        service="hotline",
+        keys={"caller": "5550456", "dtmf_delay": 3500, "talk_ms": 8000, **dtmf_keys("1", tmp_path)},
+    ).start()
+    requested = await client.wait_event("callback.requested", timeout=20)
+    await client.wait_event("call.ended", timeout=20)
+    assert caller.wait(30) == 0, caller.summary()
+    last = client.events[-1]["seq"]
+    await client.close()
+    assert server.stop() == 0
+    server.start()  # same database
+    client = await CtiClient.connect(server.cti_port)
+    try:
+        assert (await client.request("auth", token=server.token))["ok"]
+        assert (await client.request("subscribe", events=["callback.*"], since=last))["ok"]
+        restored = await client.wait_event("callback.requested", timeout=10, restored=True)
+        assert restored["call_id"] == requested["call_id"] and restored["data"]["number"] == "5550456"
+    finally:
+        await client.close()
+        assert server.stop() == 0
+        validate_events(client.events)
