@@ -608,6 +608,14 @@ class Server:
             self._by_leg.pop(leg, None)
             if leg == s.agent_leg and s.phase == "connected":
                 assert s.agent_id is not None
+                after = getattr(s.interp.node, "after_agent", None)
+                if after is not None:  # e.g. a post-call survey: the caller stays on the line
+                    self._finish_recordings(s, self._recording_summary(s))
+                    s.agent_leg = None
+                    self._acd_from_sip(acd.events.AgentHungUp(call_id=s.call_id, agent_id=s.agent_id))
+                    s.phase = "ivr"
+                    self._ivr(s, s.interp.jump(after, self._now()))
+                    return
                 s.agent_leg = None
                 s.end_cause = "agent_hangup"
                 self._acd_from_sip(acd.events.AgentHungUp(call_id=s.call_id, agent_id=s.agent_id))

@@ -283,12 +283,17 @@ class QueueNode(Node):
     callback_key: str = "1"
     callback_prompt: Prompt | None = None
     callback_next: str | None = None  # where an accepted callback goes (e.g. a goodbye)
+    after_agent: str | None = None  # where the caller goes when the agent hangs up first (a survey)
+    after_loc: Location | None = None
     callback_loc: Location | None = None
 
     def edges(self) -> list[tuple[str, str, Location]]:
-        if self.callback_next is None or self.callback_loc is None:
-            return []
-        return [("callback", self.callback_next, self.callback_loc)]
+        out = []
+        if self.callback_next is not None and self.callback_loc is not None:
+            out.append(("callback", self.callback_next, self.callback_loc))
+        if self.after_agent is not None and self.after_loc is not None:
+            out.append(("after agent", self.after_agent, self.after_loc))
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -617,6 +622,7 @@ _FIELDS: dict[str, tuple[set[str], set[str]]] = {
             "callback_key",
             "callback_prompt",
             "callback_next",
+            "after_agent",
         },
     ),
     "transfer": ({"to"}, set()),
@@ -1085,6 +1091,7 @@ def _compile_node(r: _Reader, name: str, key_node: yaml.Node, value: yaml.Node) 
         announce, hold = get("announce", r.prompt), get("hold", r.prompt)
         position_prompt = get("position_prompt", r.prompt)
         callback_prompt = get("callback_prompt", r.prompt)
+        after = target("after_agent") if "after_agent" in fields else None
         if failed() or queue is None or priority is None or data_fields is None or skills is None:
             return None
         return QueueNode(
@@ -1105,6 +1112,8 @@ def _compile_node(r: _Reader, name: str, key_node: yaml.Node, value: yaml.Node) 
             callback_prompt=callback_prompt,
             callback_next=callback_next[0] if callback_next else None,
             callback_loc=callback_next[1] if callback_next else None,
+            after_agent=after[0] if after else None,
+            after_loc=after[1] if after else None,
         )
     if kind == "transfer":
         to = get("to", r.scalar)

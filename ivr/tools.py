@@ -28,6 +28,7 @@ _FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
         for k in ("next", "escalate_to", "default", "open", "closed", "holiday", "emergency", "fallback")
     },
     "callback_next": _TARGET,
+    "after_agent": _TARGET,
     **{
         k: _NUMBER
         for k in (

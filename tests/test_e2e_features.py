@@ -456,3 +456,71 @@ async def test_a_pending_callback_survives_a_restart(tmp_path: Path) -> None:
         await client.close()
         assert server.stop() == 0
         validate_events(client.events)
+
+
+SURVEY_FLOW = """
+flow: main
+start: support
+nodes:
+  support:
+    type: queue
+    queue: support
+    hold: {text: "Please hold."}
+    after_agent: rate
+  rate:
+    type: survey
+    prompt: {text: "How did we do? Press 1 to 5."}
+    question: satisfaction
+    next: bye
+  bye: {type: hangup, prompt: {text: "Thank you."}}
+"""
+
+
+async def test_post_call_survey_after_the_agent_hangs_up(tmp_path: Path) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "main.yaml").write_text(SURVEY_FLOW)
+    agent_port = free_port()
+    agent = Sipp(
+        "agent_hangup",
+        tmp_path,
+        local_port=agent_port,
+        rtp_echo=True,
+        keys={"answer_delay": 300, "hangup_ms": 2000},
+    ).start()
+    server = HotlineProcess(
+        workdir=tmp_path / "hotline",
+        agents=[{"id": "1001", "skills": ["support"], "contact": f"sip:1001@127.0.0.1:{agent_port}"}],
+        flows_dir=flows,
+    ).start()
+    client = await CtiClient.connect(server.cti_port)
+    try:
+        assert (await client.request("auth", token=server.token))["ok"]
+        assert (await client.request("subscribe", events=["*"]))["ok"]
+        assert (await client.request("agent.login", agent="1001"))["ok"]
+        assert (await client.request("agent.ready", agent="1001"))["ok"]
+        # the caller keys 4 about 8 s in: after the agent's 2 s talk, during the survey prompt
+        caller = Sipp(
+            "caller_dtmf",
+            tmp_path,
+            remote=f"127.0.0.1:{server.sip_port}",
+            service="hotline",
+            keys={"caller": "5557878", "dtmf_delay": 8000, "talk_ms": 8000, **dtmf_keys("4", tmp_path)},
+        ).start()
+        answered = await client.wait_event("ivr.survey_answered", timeout=40)
+        assert answered["data"]["score"] == 4 and answered["data"]["question"] == "satisfaction"
+        ended = await client.wait_event("call.ended", timeout=20)
+        assert ended["data"]["summary"]["survey"] == {"satisfaction": 4}
+        assert ended["data"]["cause"] == "ivr_hangup"  # the flow said thank you and hung up
+        caller.wait(60)
+        row = (
+            sqlite3.connect(server.db)
+            .execute("SELECT survey FROM calls WHERE call_id = ?", (ended["call_id"],))
+            .fetchone()
+        )
+        assert json.loads(row[0]) == {"satisfaction": 4}
+    finally:
+        await client.close()
+        assert server.stop() == 0
+        validate_events(client.events)
+    assert agent.wait(20) == 0, agent.summary()
