@@ -524,3 +524,74 @@ async def test_post_call_survey_after_the_agent_hangs_up(tmp_path: Path) -> None
         assert server.stop() == 0
         validate_events(client.events)
     assert agent.wait(20) == 0, agent.summary()
+
+
+LOOKUP_FLOW = """
+flow: main
+start: who
+nodes:
+  who:
+    type: lookup
+    url: "http://127.0.0.1:{crm_port}/customers/{{caller.number}}"
+    timeout: 2
+    result: {{tier: customer.tier}}
+    next: route
+    fallback: support
+  route:
+    type: branch
+    cases: [{{if: "tier == 'gold'", next: sales}}]
+    default: support
+  sales: {{type: queue, queue: sales, data: {{tier: "{{tier}}"}}}}
+  support: {{type: queue, queue: support}}
+"""
+
+
+async def test_http_lookup_routes_by_crm_data_and_falls_back(tmp_path: Path) -> None:
+    from aiohttp import web
+
+    seen: list[str] = []
+
+    async def customer(request: web.Request) -> web.Response:
+        number = request.match_info["number"]
+        seen.append(number)
+        if number == "5551000":
+            return web.json_response({"customer": {"tier": "gold"}})
+        return web.json_response({"error": "unknown"}, status=404)
+
+    app = web.Application()
+    app.router.add_get("/customers/{number}", customer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    crm_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "main.yaml").write_text(LOOKUP_FLOW.format(crm_port=crm_port))
+    server = HotlineProcess(workdir=tmp_path / "hotline", agents=[], flows_dir=flows).start()
+    client = await CtiClient.connect(server.cti_port)
+    try:
+        assert (await client.request("auth", token=server.token))["ok"]
+        assert (await client.request("subscribe", events=["call.*", "agent.*"]))["ok"]
+        for number in ("5551000", "5552000"):
+            caller = Sipp(
+                "caller_hangup_early",
+                tmp_path,
+                remote=f"127.0.0.1:{server.sip_port}",
+                service="hotline",
+                keys={"caller": number, "dtmf_delay": 2000, "hangup_ms": 500, **dtmf_keys("1", tmp_path)},
+                name=f"caller_{number}",
+            ).start()
+            # wait in a thread: the CRM above answers from this test's event loop
+            assert await asyncio.to_thread(caller.wait, 60) == 0, caller.summary()
+        await client.wait_for(
+            lambda: len([e for e in client.events if e["event"] == "call.queued"]) == 2, 20, "2 queued"
+        )
+        queues = [e["data"]["queue"] for e in client.events if e["event"] == "call.queued"]
+        assert queues == ["sales", "support"]  # gold from the CRM; a 404 takes the fallback
+        assert seen == ["5551000", "5552000"]
+    finally:
+        await client.close()
+        assert server.stop() == 0
+        await runner.cleanup()
+        validate_events(client.events)
