@@ -29,6 +29,9 @@ CREATE TABLE IF NOT EXISTS cti_cursor (
 """
 
 
+LOCK_WAIT = 0.2  # seconds a write may wait for the database lock
+
+
 class OutboxError(Exception):
     """The outbox could not be written (disk full, database locked …)."""
 
@@ -49,7 +52,9 @@ class Outbox:
         self.retain_events = retain_events  # at most this many are kept
         self._wall = wall_clock
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+        # writes run on the event loop: never wait long for a lock another process holds
+        # (a failed write keeps its rows in memory and they are written at the next flush)
+        self._db = sqlite3.connect(path, timeout=LOCK_WAIT, isolation_level=None, check_same_thread=True)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)

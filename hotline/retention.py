@@ -231,7 +231,7 @@ async def purge(
     report = PurgeReport(older_than_days, cutoff_iso, dry_run=dry_run)
     # ISO dates sort as text: a cheap pre-filter, then exact times in Python
     day_after = dt.datetime.fromtimestamp(cutoff + DAY, dt.UTC).strftime("%Y-%m-%d")
-    async with aiosqlite.connect(db_path, timeout=10.0) as db:
+    async with aiosqlite.connect(db_path, timeout=10.0, isolation_level=None) as db:
         async with db.execute(
             "SELECT call_id, ended_at, started_at, recording_path FROM calls "
             "WHERE substr(coalesce(ended_at, started_at), 1, 10) <= ?",

@@ -91,6 +91,12 @@ COLUMNS = {
 }
 
 
+# Every aiosqlite connection here runs in autocommit (isolation_level=None): a write
+# transaction must never stay open across an await, or a synchronous writer on the
+# loop thread (the event outbox, the audit log) would wait on a lock that only the
+# blocked loop could release.
+
+
 class CallStore:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -103,7 +109,7 @@ class CallStore:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path)
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.executescript(SCHEMA + INTERVALS + CALLBACKS)
         async with self._db.execute("PRAGMA table_info(calls)") as cur:
