@@ -31,10 +31,8 @@ CLI can import while the server runs).
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import difflib
-import io
 import re
 import sqlite3
 import sys
@@ -43,13 +41,12 @@ import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiosqlite
 import structlog
 
-from .profiles import ImportReport, RowError, mask_number, normalize_number
+from .profiles import ImportReport, RowError, mask_number, normalize_number, open_csv
 
 log = structlog.get_logger("hotline.outbound")
 
@@ -333,36 +330,10 @@ def _iso(now_wall: float) -> str:
 def read_csv(csv_path: Path) -> tuple[list[dict[str, str]], list[str], ImportReport]:
     """Parse and validate a whole DNC CSV (header ``number[,source][,note]``)."""
     report = ImportReport(str(csv_path))
-    try:
-        text = csv_path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        report.errors.append(RowError(1, "", f"cannot read the file ({exc}); save it as UTF-8 CSV"))
+    opened = open_csv(csv_path, CSV_COLUMNS, "number,note", lambda c: dnc_number(c) is not None, report)
+    if opened is None:
         return [], [], report
-    try:
-        dialect: Any = csv.Sniffer().sniff(text.split("\n", 1)[0], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text), dialect)
-    header = next(reader, None)
-    if header is None:
-        report.errors.append(
-            RowError(1, "", "the file is empty; the first line must be a header: number,note")
-        )
-        return [], [], report
-    columns = [h.strip().lower() for h in header]
-    if "number" not in columns:
-        looks_like_data = bool(columns) and dnc_number(columns[0]) is not None
-        why = "it looks like data: add a header row" if looks_like_data else "add a 'number' column"
-        report.errors.append(RowError(1, "", f"the header has no 'number' column; {why}"))
-    for col in columns:
-        if col not in CSV_COLUMNS:
-            guess = difflib.get_close_matches(col, CSV_COLUMNS, n=1)
-            hint = f"did you mean '{guess[0]}'?" if guess else f"known columns: {', '.join(CSV_COLUMNS)}"
-            report.errors.append(RowError(1, col, f"unknown column; {hint}"))
-    if len(set(columns)) != len(columns):
-        report.errors.append(RowError(1, "", "a column appears twice in the header"))
-    if report.errors:
-        return [], columns, report
+    reader, columns = opened
     rows: list[dict[str, str]] = []
     seen: dict[str, int] = {}
     for cells in reader:

@@ -318,40 +318,55 @@ def _utc_now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def read_csv(csv_path: Path, tiers: Collection[str]) -> tuple[list[dict[str, Any]], list[str], ImportReport]:
-    """Parse and validate a whole CSV file; pure apart from reading the file."""
-    report = ImportReport(str(csv_path))
+def open_csv(
+    csv_path: Path,
+    known: Collection[str],
+    example: str,
+    is_number: Callable[[str], bool],
+    report: ImportReport,
+) -> tuple[Any, list[str]] | None:
+    """Read a CSV file and check its header (shared by the profile and DNC imports).
+
+    Returns the row reader and the lower-cased columns, or None with the errors in
+    ``report``; ``example`` is the header shown when the file is empty."""
     try:
         text = csv_path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         report.errors.append(RowError(1, "", f"cannot read the file ({exc}); save it as UTF-8 CSV"))
-        return [], [], report
-    first = text.split("\n", 1)[0]
+        return None
     try:
-        dialect: Any = csv.Sniffer().sniff(first, delimiters=",;\t")
+        dialect: Any = csv.Sniffer().sniff(text.split("\n", 1)[0], delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
     reader = csv.reader(io.StringIO(text), dialect)
     header = next(reader, None)
     if header is None:
         report.errors.append(
-            RowError(1, "", "the file is empty; the first line must be a header like number,tier")
+            RowError(1, "", f"the file is empty; the first line must be a header like {example}")
         )
-        return [], [], report
+        return None
     columns = [h.strip().lower() for h in header]
     if "number" not in columns:
-        looks_like_data = bool(columns) and normalize_number(columns[0]) is not None
+        looks_like_data = bool(columns) and is_number(columns[0])
         why = "it looks like data: add a header row" if looks_like_data else "add a 'number' column"
         report.errors.append(RowError(1, "", f"the header has no 'number' column; {why}"))
     for col in columns:
-        if col not in COLUMNS:
-            guess = difflib.get_close_matches(col, COLUMNS, n=1)
-            hint = f"did you mean '{guess[0]}'?" if guess else f"known columns: {', '.join(COLUMNS)}"
+        if col not in known:
+            guess = difflib.get_close_matches(col, list(known), n=1)
+            hint = f"did you mean '{guess[0]}'?" if guess else f"known columns: {', '.join(known)}"
             report.errors.append(RowError(1, col, f"unknown column; {hint}"))
     if len(set(columns)) != len(columns):
         report.errors.append(RowError(1, "", "a column appears twice in the header"))
-    if report.errors:
-        return [], columns, report
+    return (reader, columns) if not report.errors else None
+
+
+def read_csv(csv_path: Path, tiers: Collection[str]) -> tuple[list[dict[str, Any]], list[str], ImportReport]:
+    """Parse and validate a whole CSV file; pure apart from reading the file."""
+    report = ImportReport(str(csv_path))
+    opened = open_csv(csv_path, COLUMNS, "number,tier", lambda c: normalize_number(c) is not None, report)
+    if opened is None:
+        return [], [], report
+    reader, columns = opened
     rows: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     for cells in reader:
