@@ -44,6 +44,7 @@ class CallEnqueued:
     data: Mapping[str, Any] = field(default_factory=dict)  # screen-pop data for the agent
     preferred_agent: str | None = None  # agent id tried alone first (e.g. the last agent)
     preferred_seconds: float = 0.0  # seconds only ``preferred_agent`` is tried; then anyone
+    skills: tuple[str, ...] = ()  # extra skills this caller needs (any level), beyond the queue's
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -128,6 +128,7 @@ class Entry:
     leg_open: bool = False  # a callback whose original caller's leg has not hung up yet
     cb_attempts: int = 0  # customer dial attempts made
     dialing: bool = False  # a callback: its agent answered, the customer is being dialled
+    extra: frozenset[str] = frozenset()  # skills this caller needs beyond the queue's (from the IVR)
 
 
 def _line_key(queue: QueueSpec, priority: int, enqueued_at: float) -> float:
@@ -162,6 +163,7 @@ class Router:
         for agent in self.agents.values():
             self._index(agent)
         self._entries: dict[str, Entry] = {}
+        self._skills_of: dict[str, frozenset[str]] = {}  # agent id -> skill names (per-call extra skills)
         self._order = itertools.count()
         # timers: key -> deadline; a key is (kind, call or agent id)
         self._timers: dict[tuple[str, str], float] = {}
@@ -605,6 +607,7 @@ class Router:
         self._admit(
             event.call_id, queue, event.priority, dict(event.data), now, out,
             preferred=event.preferred_agent, preferred_seconds=event.preferred_seconds,
+            extra=frozenset(event.skills),
         )  # fmt: skip
 
     def _admit(
@@ -618,6 +621,7 @@ class Router:
         *,
         preferred: str | None = None,
         preferred_seconds: float = 0.0,
+        extra: frozenset[str] = frozenset(),
     ) -> None:
         line = self._lines[queue.name]
         entry = Entry(
@@ -629,6 +633,7 @@ class Router:
             data=data,
             line=line,
             key=_line_key(queue, priority, now),
+            extra=extra,
         )
         full = queue.max_waiting is not None and len(line.held) >= queue.max_waiting
         self._entries[call_id] = entry
@@ -847,6 +852,14 @@ class Router:
                 if entry.place != _NOWHERE and entry.call_id in self._entries:
                     self._serve(entry, now, out)
 
+    def _skill_names(self, agent_id: str) -> frozenset[str]:
+        names = self._skills_of.get(agent_id)
+        if names is None:
+            names = self._skills_of[agent_id] = frozenset(
+                skill_levels(self.agents[agent_id].spec.skills, default=5)
+            )
+        return names
+
     def _excluded(self, entry: Entry, agent_id: str, now: float) -> bool:
         """The agent failed this caller less than ``retry_delay`` seconds ago."""
         failed = entry.failed_at.get(agent_id)
@@ -856,6 +869,8 @@ class Router:
         """Offer ``entry`` to the agent(s) its strategy picks; False if nobody is free."""
 
         def ok(member: Member) -> bool:
+            if entry.extra and not entry.extra <= self._skill_names(member.agent_id):
+                return False
             return not (entry.failed_at and self._excluded(entry, member.agent_id, now))
 
         line = entry.line
@@ -911,6 +926,8 @@ class Router:
             for item in items:
                 if item[2].failed_at and self._excluded(item[2], agent_id, now):
                     continue
+                if item[2].extra and not item[2].extra <= self._skill_names(agent_id):
+                    continue  # this caller needs a skill the agent lacks
                 if best is None or (item[0], item[1]) < (best[0], best[1]):
                     best = item
                 break

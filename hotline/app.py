@@ -755,8 +755,6 @@ class Server:
                         s.playing = None
                         self.endpoint.stop_play(s.leg)
                 case ivr.Enqueue(queue=queue, priority=priority, data=data, skills=skills):
-                    if skills:
-                        s.log.warning("queue_skills_ignored", queue=queue, skills=list(skills))
                     s.phase, s.queue, s.queued_at, s.priority = "queued", queue, self._now(), priority
                     preferred, seconds = self._preferred_agent(s, queue)
                     self._acd(
@@ -767,6 +765,7 @@ class Server:
                             data=data,
                             preferred_agent=preferred,
                             preferred_seconds=seconds,
+                            skills=tuple(skills),
                         )
                     )
                 case ivr.Transfer(to=to):

@@ -277,3 +277,27 @@ def test_a_waiting_callers_priority_can_be_changed_in_place() -> None:
     with pytest.raises(acd.AcdUsageError) as info:
         r.handle(ev.CallPriorityChanged(call_id="nope", priority=1), 5.0)
     assert info.value.code == "acd.unknown_call"
+
+
+def test_a_caller_can_need_skills_beyond_the_queues() -> None:
+    queues = [QueueSpec(name="q", skills=("support",), wrap_up=0.0)]
+    agents = [
+        AgentSpec(id="plain", name="P", skills=("support",), contact="sip:p@h"),
+        AgentSpec(id="french", name="F", skills=("support", "french"), contact="sip:f@h"),
+    ]
+    r = acd.build_router(queues, agents)
+    ready(r, "plain", 0.0)  # idles longest, but lacks French
+    ready(r, "french", 1.0)
+    out = r.handle(ev.CallEnqueued(call_id="c1", queue="q", skills=("french",)), 2.0)
+    assert [x.agent_id for x in of(out, ev.RingAgent)] == ["french"]
+    # agent-driven: the caller waits; a free agent without the skill leaves it, one with it takes it
+    r2 = acd.build_router(queues, agents)
+    r2.handle(ev.CallEnqueued(call_id="c2", queue="q", skills=("french",)), 0.0)
+    r2.handle(ev.CallEnqueued(call_id="c3", queue="q"), 0.5)
+    out = []
+    r2.handle(ev.AgentLoggedIn(agent_id="plain"), 1.0)
+    out = r2.handle(ev.AgentBecameReady(agent_id="plain"), 1.0)
+    assert [(x.call_id, x.agent_id) for x in of(out, ev.RingAgent)] == [("c3", "plain")]  # skips c2
+    r2.handle(ev.AgentLoggedIn(agent_id="french"), 2.0)
+    out = r2.handle(ev.AgentBecameReady(agent_id="french"), 2.0)
+    assert [(x.call_id, x.agent_id) for x in of(out, ev.RingAgent)] == [("c2", "french")]

@@ -595,3 +595,44 @@ async def test_http_lookup_routes_by_crm_data_and_falls_back(tmp_path: Path) -> 
         assert server.stop() == 0
         await runner.cleanup()
         validate_events(client.events)
+
+
+async def test_a_queue_node_can_ask_for_extra_skills(tmp_path: Path) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "main.yaml").write_text(
+        "flow: main\nstart: q\nnodes:\n"
+        "  q: {type: queue, queue: sales, skills: [french], hold: {text: Wait.}}\n"
+    )
+    ports = {"1001": free_port(), "1002": free_port()}
+    phone = Sipp("agent_uas", tmp_path, local_port=ports["1002"], rtp_echo=True).start()
+    server = HotlineProcess(
+        workdir=tmp_path / "hotline",
+        agents=[
+            {"id": "1001", "skills": ["sales"], "contact": f"sip:1001@127.0.0.1:{ports['1001']}"},
+            {"id": "1002", "skills": ["sales", "french"], "contact": f"sip:1002@127.0.0.1:{ports['1002']}"},
+        ],
+        flows_dir=flows,
+    ).start()
+    client = await CtiClient.connect(server.cti_port)
+    try:
+        assert (await client.request("auth", token=server.token))["ok"]
+        assert (await client.request("subscribe", events=["*"]))["ok"]
+        for a in ("1001", "1002"):  # 1001 idles longest
+            assert (await client.request("agent.login", agent=a))["ok"]
+            assert (await client.request("agent.ready", agent=a))["ok"]
+        caller = Sipp(
+            "caller_dtmf",
+            tmp_path,
+            remote=f"127.0.0.1:{server.sip_port}",
+            service="hotline",
+            keys={"dtmf_delay": 1000, "talk_ms": 2000, **dtmf_keys("1", tmp_path)},
+        ).start()
+        offered = await client.wait_event("agent.offered", timeout=20)
+        assert offered["data"]["agent_id"] == "1002"
+        assert caller.wait(60) == 0, caller.summary()
+    finally:
+        await client.close()
+        assert server.stop() == 0
+        validate_events(client.events)
+    phone.wait(20)
