@@ -636,3 +636,35 @@ async def test_a_queue_node_can_ask_for_extra_skills(tmp_path: Path) -> None:
         assert server.stop() == 0
         validate_events(client.events)
     phone.wait(20)
+
+
+async def test_voicemail_records_the_caller_and_hands_it_over(tmp_path: Path) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "main.yaml").write_text(
+        "flow: main\nstart: vm\nnodes:\n  vm: {type: voicemail, prompt: beep, max_seconds: 30}\n"
+    )
+    server = HotlineProcess(workdir=tmp_path / "hotline", agents=[], flows_dir=flows).start()
+    client = await CtiClient.connect(server.cti_port)
+    try:
+        assert (await client.request("auth", token=server.token))["ok"]
+        assert (await client.request("subscribe", events=["*"]))["ok"]
+        caller = Sipp(
+            "caller_hangup_early", tmp_path, remote=f"127.0.0.1:{server.sip_port}", service="hotline",
+            keys={"dtmf_delay": 1500, "hangup_ms": 3000, **dtmf_keys("1", tmp_path)},
+        ).start()
+        assert caller.wait(60) == 0, caller.summary()
+        ready = await client.wait_event("recording.ready", timeout=20, kind="voicemail")
+        assert ready["data"]["channels"] == 1 and ready["data"]["seconds"] > 2
+        import hashlib
+
+        path = Path(ready["data"]["path"])
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == ready["data"]["sha256"]
+        import wave
+
+        with wave.open(str(path)) as w:
+            assert w.getnchannels() == 1 and w.getnframes() > 8000
+    finally:
+        await client.close()
+        assert server.stop() == 0
+        validate_events(client.events)
