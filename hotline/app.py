@@ -1002,22 +1002,26 @@ class Server:
         if s.phase not in ("ended", "connected"):
             self._ivr(s, s.interp.handle(ivr.VariablesUpdated(values=values), self._now()))
 
+    def _legless_session(self, call_id: str, number: str) -> CallSession:
+        """A call we originate (a restored callback, click-to-dial): no inbound leg yet."""
+        code = self.codes.issue(time.time())
+        return CallSession(
+            call_id=call_id,
+            leg="",
+            caller=number,
+            interp=self._interpreter(call_id, number, code, None),
+            started=self._now(),
+            started_wall=time.time(),
+            log=log.bind(call_id=call_id, service_code=code),
+            service_code=code,
+        )
+
     def _callback_session(self, call_id: str, number: str) -> CallSession:
         """The session that carries a callback from agent ring to customer talk."""
         s = self.waiting_callbacks.pop(call_id, None)
         if s is None:  # restored after a restart: nothing of the original call is in memory
-            code = self.codes.issue(time.time())
-            s = CallSession(
-                call_id=call_id,
-                leg="",
-                caller=number,
-                interp=self._interpreter(call_id, number, code, None),
-                started=self._now(),
-                started_wall=time.time(),
-                log=log.bind(call_id=call_id, service_code=code),
-                service_code=code,
-                callback=number,
-            )
+            s = self._legless_session(call_id, number)
+            s.callback = number
         s.phase, s.ivr_started, s.caller_ready = "callback", True, True
         s.confirmed = s.media_ready = False
         s.end_cause = None
@@ -1428,17 +1432,9 @@ class Server:
             )
         self._acd(acd.events.AgentWentNotReady(agent_id=agent_id, reason="outbound"))  # no inbound offers now
         call_id = secrets.token_hex(8)
-        code = self.codes.issue(time.time())
-        s = CallSession(
-            call_id=call_id,
-            leg="",
-            caller=to,
-            interp=self._interpreter(call_id, to, code, None),
-            started=self._now(),
-            started_wall=time.time(),
-            log=log.bind(call_id=call_id, service_code=code, outbound=True),
-            service_code=code,
-        )
+        s = self._legless_session(call_id, to)
+        code = s.service_code
+        s.log = s.log.bind(outbound=True)
         s.phase, s.ivr_started, s.caller_ready, s.agent_id, s.outbound_to = (
             "outbound_agent",
             True,
