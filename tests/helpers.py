@@ -56,6 +56,14 @@ class CtiClient:
         client._task = asyncio.create_task(client._read())
         return client
 
+    @classmethod
+    async def session(cls, server: Any, events: list[str] | None = None) -> CtiClient:
+        """Connected to a HotlineProcess, authenticated, and subscribed to ``events`` (default all)."""
+        client = await cls.connect(server.cti_port)
+        assert (await client.request("auth", token=server.token))["ok"]
+        assert (await client.request("subscribe", events=events or ["*"]))["ok"]
+        return client
+
     async def _read(self) -> None:
         while line := await self.reader.readline():
             msg = json.loads(line)

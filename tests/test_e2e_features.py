@@ -46,10 +46,8 @@ async def test_profile_service_code_and_hot_reload(tmp_path: Path) -> None:
         cwd=ROOT,
     )
     assert imported.returncode == 0, imported.stdout + imported.stderr
-    client = await CtiClient.connect(server.cti_port)
+    client = await CtiClient.session(server)
     try:
-        assert (await client.request("auth", token=server.token))["ok"]
-        assert (await client.request("subscribe", events=["*"]))["ok"]
         assert (await client.request("agent.login", agent="1001"))["ok"]
         assert (await client.request("agent.ready", agent="1001"))["ok"]
 
@@ -147,10 +145,8 @@ async def test_callback_keeps_the_place_and_calls_the_customer_back(tmp_path: Pa
         flows_dir=flows,
         extra_toml=f'[callbacks]\ndial_uri = "sip:{{number}}@127.0.0.1:{customer_port}"\n',
     ).start()
-    client = await CtiClient.connect(server.cti_port)
+    client = await CtiClient.session(server)
     try:
-        assert (await client.request("auth", token=server.token))["ok"]
-        assert (await client.request("subscribe", events=["*"]))["ok"]
         # nobody is logged in: the wait is long, the caller takes the callback offer and hangs up
         caller = Sipp(
             "caller_dtmf",
@@ -220,10 +216,8 @@ async def test_overflow_to_a_flow_node_and_to_a_callback(tmp_path: Path) -> None
         ],
         flows_dir=flows,
     ).start()
-    client = await CtiClient.connect(server.cti_port)
+    client = await CtiClient.session(server)
     try:
-        assert (await client.request("auth", token=server.token))["ok"]
-        assert (await client.request("subscribe", events=["*"]))["ok"]
         for digit in ("1", "2"):
             caller = Sipp(
                 "caller_dtmf",
@@ -273,10 +267,8 @@ async def test_a_returning_caller_gets_the_agent_who_served_them(tmp_path: Path)
             {"name": "operator"},
         ],
     ).start()
-    client = await CtiClient.connect(server.cti_port)
+    client = await CtiClient.session(server)
     try:
-        assert (await client.request("auth", token=server.token))["ok"]
-        assert (await client.request("subscribe", events=["*"]))["ok"]
         for a in ("1002", "1001"):  # 1002 idles longest: it takes the first call
             assert (await client.request("agent.login", agent=a))["ok"]
             assert (await client.request("agent.ready", agent=a))["ok"]
@@ -343,10 +335,8 @@ async def test_click_to_dial_with_the_outbound_guard(tmp_path: Path) -> None:
         cwd=ROOT,
     )
     assert added.returncode == 0, added.stdout + added.stderr
-    client = await CtiClient.connect(server.cti_port)
+    client = await CtiClient.session(server)
     try:
-        assert (await client.request("auth", token=server.token))["ok"]
-        assert (await client.request("subscribe", events=["*"]))["ok"]
         assert (await client.request("agent.login", agent="1001"))["ok"]
         assert (await client.request("agent.ready", agent="1001"))["ok"]
         refused = await client.request("call.make", agent="1001", to="+15550111", purpose="marketing")
@@ -390,10 +380,8 @@ async def test_a_caller_who_dropped_resumes_their_place(tmp_path: Path) -> None:
         '  support: {type: queue, queue: support, priority: 1, hold: {text: "Please hold."}}\n'
     )
     server = HotlineProcess(workdir=tmp_path / "hotline", agents=[], flows_dir=flows).start()
-    client = await CtiClient.connect(server.cti_port)
+    client = await CtiClient.session(server, events=["call.*", "ivr.*"])
     try:
-        assert (await client.request("auth", token=server.token))["ok"]
-        assert (await client.request("subscribe", events=["call.*", "ivr.*"]))["ok"]
         for n, digit in enumerate(("2", "1")):  # first: into the queue, then give up; then: resume
             caller = Sipp(
                 "caller_hangup_early",
@@ -429,9 +417,7 @@ async def test_a_pending_callback_survives_a_restart(tmp_path: Path) -> None:
     (flows / "main.yaml").write_text(CALLBACK_FLOW)
     server = HotlineProcess(workdir=tmp_path / "hotline", agents=[], flows_dir=flows)
     server.start()
-    client = await CtiClient.connect(server.cti_port)
-    assert (await client.request("auth", token=server.token))["ok"]
-    assert (await client.request("subscribe", events=["callback.*", "call.ended"]))["ok"]
+    client = await CtiClient.session(server, events=["callback.*", "call.ended"])
     caller = Sipp(
         "caller_dtmf",
         tmp_path,
@@ -493,10 +479,8 @@ async def test_post_call_survey_after_the_agent_hangs_up(tmp_path: Path) -> None
         agents=[{"id": "1001", "skills": ["support"], "contact": f"sip:1001@127.0.0.1:{agent_port}"}],
         flows_dir=flows,
     ).start()
-    client = await CtiClient.connect(server.cti_port)
+    client = await CtiClient.session(server)
     try:
-        assert (await client.request("auth", token=server.token))["ok"]
-        assert (await client.request("subscribe", events=["*"]))["ok"]
         assert (await client.request("agent.login", agent="1001"))["ok"]
         assert (await client.request("agent.ready", agent="1001"))["ok"]
         # the caller keys 4 about 8 s in: after the agent's 2 s talk, during the survey prompt
@@ -569,10 +553,8 @@ async def test_http_lookup_routes_by_crm_data_and_falls_back(tmp_path: Path) -> 
     flows.mkdir()
     (flows / "main.yaml").write_text(LOOKUP_FLOW.format(crm_port=crm_port))
     server = HotlineProcess(workdir=tmp_path / "hotline", agents=[], flows_dir=flows).start()
-    client = await CtiClient.connect(server.cti_port)
+    client = await CtiClient.session(server, events=["call.*", "agent.*"])
     try:
-        assert (await client.request("auth", token=server.token))["ok"]
-        assert (await client.request("subscribe", events=["call.*", "agent.*"]))["ok"]
         for number in ("5551000", "5552000"):
             caller = Sipp(
                 "caller_hangup_early",
@@ -614,10 +596,8 @@ async def test_a_queue_node_can_ask_for_extra_skills(tmp_path: Path) -> None:
         ],
         flows_dir=flows,
     ).start()
-    client = await CtiClient.connect(server.cti_port)
+    client = await CtiClient.session(server)
     try:
-        assert (await client.request("auth", token=server.token))["ok"]
-        assert (await client.request("subscribe", events=["*"]))["ok"]
         for a in ("1001", "1002"):  # 1001 idles longest
             assert (await client.request("agent.login", agent=a))["ok"]
             assert (await client.request("agent.ready", agent=a))["ok"]
@@ -645,12 +625,13 @@ async def test_voicemail_records_the_caller_and_hands_it_over(tmp_path: Path) ->
         "flow: main\nstart: vm\nnodes:\n  vm: {type: voicemail, prompt: beep, max_seconds: 30}\n"
     )
     server = HotlineProcess(workdir=tmp_path / "hotline", agents=[], flows_dir=flows).start()
-    client = await CtiClient.connect(server.cti_port)
+    client = await CtiClient.session(server)
     try:
-        assert (await client.request("auth", token=server.token))["ok"]
-        assert (await client.request("subscribe", events=["*"]))["ok"]
         caller = Sipp(
-            "caller_hangup_early", tmp_path, remote=f"127.0.0.1:{server.sip_port}", service="hotline",
+            "caller_hangup_early",
+            tmp_path,
+            remote=f"127.0.0.1:{server.sip_port}",
+            service="hotline",
             keys={"dtmf_delay": 1500, "hangup_ms": 3000, **dtmf_keys("1", tmp_path)},
         ).start()
         assert caller.wait(60) == 0, caller.summary()

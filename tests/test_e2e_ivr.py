@@ -53,9 +53,7 @@ async def run_call(tmp_path: Path, keys: str) -> tuple[HotlineProcess, CtiClient
         flows_dir=flows,
         main_flow="pay",
     ).start()
-    client = await CtiClient.connect(server.cti_port)
-    assert (await client.request("auth", token=server.token))["ok"]
-    assert (await client.request("subscribe", events=["*"]))["ok"]
+    client = await CtiClient.session(server)
     assert (await client.request("agent.login", agent="1001"))["ok"]
     assert (await client.request("agent.ready", agent="1001"))["ok"]
     caller = Sipp(

@@ -40,9 +40,7 @@ async def cti(tmp_path: Path) -> AsyncIterator[Any]:
 
     async def start(agents: list[dict[str, Any]]) -> tuple[HotlineProcess, CtiClient]:
         server = HotlineProcess(workdir=tmp_path / "hotline", agents=agents).start()
-        client = await CtiClient.connect(server.cti_port)
-        assert (await client.request("auth", token=server.token))["ok"]
-        assert (await client.request("subscribe", events=["*"]))["ok"]
+        client = await CtiClient.session(server)
         for agent in agents:
             assert (await client.request("agent.login", agent=agent["id"]))["ok"]
             assert (await client.request("agent.ready", agent=agent["id"]))["state"] == "available"
@@ -258,10 +256,8 @@ async def test_blind_transfer_sends_refer_and_ends_our_leg(tmp_path: Path) -> No
     server = HotlineProcess(
         workdir=tmp_path / "hotline", agents=[], flows_dir=flows, main_flow="xfer"
     ).start()
-    client = await CtiClient.connect(server.cti_port)
+    client = await CtiClient.session(server, events=["call.*"])
     try:
-        assert (await client.request("auth", token=server.token))["ok"]
-        assert (await client.request("subscribe", events=["call.*"]))["ok"]
         caller = Sipp(
             "caller_refer", tmp_path, remote=f"127.0.0.1:{server.sip_port}", service="hotline"
         ).start()
@@ -424,10 +420,8 @@ async def test_cti_call_commands_on_a_live_call(cti: Any, tmp_path: Path) -> Non
 
 async def test_manual_answer_by_cti(tmp_path: Path) -> None:
     server = HotlineProcess(workdir=tmp_path / "hotline", agents=[], auto_answer=False).start()
-    client = await CtiClient.connect(server.cti_port)
+    client = await CtiClient.session(server, events=["call.*"])
     try:
-        assert (await client.request("auth", token=server.token))["ok"]
-        assert (await client.request("subscribe", events=["call.*"]))["ok"]
         caller = Sipp(
             "caller_hangup_early",
             tmp_path,

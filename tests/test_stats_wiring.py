@@ -17,10 +17,8 @@ async def test_queue_stats_events_rollups_and_report(tmp_path: Path) -> None:
         agents=[{"id": "1001", "skills": ["sales", "support"], "contact": "sip:1001@127.0.0.1:9"}],
         extra_toml="[stats]\ninterval = 2\npublish_every = 0.5\n",
     ).start()
-    client = await CtiClient.connect(server.cti_port)
+    client = await CtiClient.session(server, events=["queue.stats"])
     try:
-        assert (await client.request("auth", token=server.token))["ok"]
-        assert (await client.request("subscribe", events=["queue.stats"]))["ok"]
         assert (await client.request("agent.login", agent="1001"))["ok"]
         assert (await client.request("agent.ready", agent="1001"))["ok"]
 
