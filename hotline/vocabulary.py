@@ -13,6 +13,7 @@ import sys
 import acd
 import cti_bridge
 import ivr
+from telephony import asr
 
 from . import events as hev
 from . import reload
@@ -32,6 +33,8 @@ EVENTS: tuple[type, ...] = (
     ivr.IvrEscalated,
     ivr.IvrInterrupted,
     ivr.SurveyAnswered,
+    asr.AlertRaised,
+    asr.AlertCleared,
     acd.events.CallQueued,
     acd.events.AgentOffered,
     acd.events.AgentOfferFailed,

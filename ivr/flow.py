@@ -115,6 +115,12 @@ class MenuNode(Node):
     escalate_to: str  # where the third failure goes: a human
     escalate_loc: Location
     interruptible: bool = True
+    dtmf_prompt: Prompt | None = None  # said instead of `prompt` when speech input is off
+
+    @property
+    def speech(self) -> bool:
+        """Spoken input is taken when at least one option has phrases."""
+        return any(o.phrases for o in self.options.values())
 
     def edges(self) -> list[tuple[str, str, Location]]:
         out = [(key, o.next, o.loc) for key, o in self.options.items()]
@@ -141,9 +147,38 @@ class CollectNode(Node):
     secure: bool = False  # mask the digits everywhere and pause the call recording
     interruptible: bool = True
     interrupts: bool = True  # flow-level interrupt keys count as the first key
+    speech: bool = False  # the digits may also be spoken, one digit word at a time
+    dtmf_prompt: Prompt | None = None  # said instead of `prompt` when speech input is off
 
     def edges(self) -> list[tuple[str, str, Location]]:
         return [("ok", self.next, self.next_loc), ("escalate", self.escalate_to, self.escalate_loc)]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpeechNode(Node):
+    """Spoken input only: a grammar (value -> phrases) or, without one, free transcription."""
+
+    prompt: Prompt
+    var: str  # the matched value (or the transcript) is stored here
+    next: str
+    next_loc: Location
+    escalate_to: str  # third no-match or no-input: a human
+    escalate_loc: Location
+    grammar: dict[str, tuple[str, ...]] | None = None  # value -> phrases; None = free transcription
+    reprompt: Prompt | None = None
+    timeout: float = 5.0  # seconds from the end of the prompt to the start of speech
+    interruptible: bool = True  # speech (or a key) stops the prompt: barge-in
+    secure: bool = False  # mask what was said everywhere and pause the call recording
+    dtmf_fallback: str | None = None  # where to go when speech input is off (default: escalate_to)
+    dtmf_fallback_loc: Location | None = None
+
+    speech: ClassVar[bool] = True
+
+    def edges(self) -> list[tuple[str, str, Location]]:
+        out = [("ok", self.next, self.next_loc), ("escalate", self.escalate_to, self.escalate_loc)]
+        if self.dtmf_fallback is not None and self.dtmf_fallback_loc is not None:
+            out.append(("dtmf_fallback", self.dtmf_fallback, self.dtmf_fallback_loc))
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -322,7 +357,7 @@ class GotoNode(Node):
         return [("", self.next, self.next_loc)]
 
 
-INPUT_NODES = (MenuNode, CollectNode, LanguageNode, SurveyNode)
+INPUT_NODES = (MenuNode, CollectNode, LanguageNode, SurveyNode, SpeechNode)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -581,7 +616,7 @@ class _Reader:
 _FIELDS: dict[str, tuple[set[str], set[str]]] = {
     # type: (required fields, optional fields); `type` itself is implied
     "play": ({"prompt", "next"}, {"interruptible"}),
-    "menu": ({"prompt", "options", "escalate_to"}, {"reprompt", "timeout", "interruptible"}),
+    "menu": ({"prompt", "options", "escalate_to"}, {"reprompt", "timeout", "interruptible", "dtmf_prompt"}),
     "collect": (
         {"prompt", "var", "next", "escalate_to"},
         {
@@ -597,7 +632,13 @@ _FIELDS: dict[str, tuple[set[str], set[str]]] = {
             "secure",
             "interruptible",
             "interrupts",
+            "speech",
+            "dtmf_prompt",
         },
+    ),
+    "speech": (
+        {"prompt", "var", "next", "escalate_to"},
+        {"grammar", "reprompt", "timeout", "interruptible", "secure", "dtmf_fallback"},
     ),
     "set": ({"assign", "next"}, set()),
     "branch": ({"cases", "default"}, set()),
@@ -805,6 +846,38 @@ def _compile_node(r: _Reader, name: str, key_node: yaml.Node, value: yaml.Node) 
             escalate_to=esc[0],
             escalate_loc=esc[1],
             interruptible=interruptible,
+            dtmf_prompt=get("dtmf_prompt", r.prompt),
+        )
+    if kind == "speech":
+        prompt, nxt, esc = get("prompt", r.prompt), target("next"), target("escalate_to")
+        var = get("var", r.var_name)
+        grammar = _grammar(r, name, fields["grammar"][1]) if "grammar" in fields else None
+        fallback = target("dtmf_fallback")
+        reprompt = get("reprompt", r.prompt)
+        values = dict(
+            timeout=get("timeout", r.number, 5.0),
+            interruptible=get("interruptible", r.boolean, True),
+            secure=get("secure", r.boolean, False),
+        )
+        if failed() or None in (prompt, nxt, esc, var, *values.values()):
+            return None
+        if "grammar" in fields and grammar is None:
+            return None
+        assert nxt is not None and esc is not None
+        return SpeechNode(
+            name=name,
+            loc=loc,
+            prompt=prompt,
+            var=var,
+            next=nxt[0],
+            next_loc=nxt[1],
+            escalate_to=esc[0],
+            escalate_loc=esc[1],
+            grammar=grammar,
+            reprompt=reprompt,
+            dtmf_fallback=fallback[0] if fallback else None,
+            dtmf_fallback_loc=fallback[1] if fallback else None,
+            **values,
         )
     if kind == "collect":
         prompt, nxt, esc = get("prompt", r.prompt), target("next"), target("escalate_to")
@@ -850,6 +923,7 @@ def _compile_node(r: _Reader, name: str, key_node: yaml.Node, value: yaml.Node) 
             secure=get("secure", r.boolean, False),
             interruptible=get("interruptible", r.boolean, True),
             interrupts=get("interrupts", r.boolean, True),
+            speech=get("speech", r.boolean, False),
         )
         if failed() or None in (prompt, nxt, esc, var, min_d, max_d, terminator, *values.values()):
             return None
@@ -870,6 +944,7 @@ def _compile_node(r: _Reader, name: str, key_node: yaml.Node, value: yaml.Node) 
             terminator=terminator,
             regex=regex,
             validator=validator,
+            dtmf_prompt=get("dtmf_prompt", r.prompt),
             **values,
         )
     if kind == "set":
@@ -1191,6 +1266,31 @@ def _menu_options(r: _Reader, name: str, node: yaml.Node) -> dict[str, MenuOptio
     return options
 
 
+def _grammar(r: _Reader, name: str, node: yaml.Node) -> dict[str, tuple[str, ...]] | None:
+    """`grammar:` of a speech node: value -> a list of phrases that mean it."""
+    fields = r.mapping(node, f"`grammar` of '{name}'")
+    if fields is None:
+        return None
+    out: dict[str, tuple[str, ...]] = {}
+    for value, (_key_node, phrases_node) in fields.items():
+        phrases = r.words(phrases_node, f"phrases of '{value}' in '{name}'")
+        if phrases is None:
+            return None
+        if not phrases:
+            r.error(
+                phrases_node,
+                "flow.bad_value",
+                f"'{value}' in the grammar of '{name}' has no phrases",
+                'list what a caller says for it, e.g. `yes: ["네", "예"]`',
+            )
+            return None
+        out[value] = phrases
+    if not out:
+        r.error(node, "flow.bad_value", f"the grammar of '{name}' is empty", "add `value: [phrases]`")
+        return None
+    return out
+
+
 def _interrupts(r: _Reader, node: yaml.Node) -> list[Interrupt]:
     items = r.sequence(node, "`interrupts`")
     out: list[Interrupt] = []
@@ -1321,7 +1421,7 @@ def _check_variables(
         match node:
             case SetNode(assign=assign):
                 return {v for v, _ in assign}
-            case CollectNode(var=var):
+            case CollectNode(var=var) | SpeechNode(var=var):
                 return {var}
             case LookupNode(result=result):
                 return {v for v, _ in result}

@@ -38,6 +38,7 @@ from .flow import (
     ReturnNode,
     ScheduleNode,
     SetNode,
+    SpeechNode,
     SubflowNode,
     SurveyNode,
     TransferNode,
@@ -48,6 +49,8 @@ MAX_STEPS_WITHOUT_INPUT = 64  # a flow that jumps this often without waiting is 
 MAX_SUBFLOW_DEPTH = 8  # subflows calling subflows deeper than this hang up (flow_loop)
 MASK = "****"  # what secure digits look like in every event and record
 SURVEY_KEYS = "12345"
+SPEECH_RESULT_GRACE = 3.0  # seconds after the longest utterance within which a result must come
+MAX_UTTERANCE = 10.0  # seconds: the adapter's endpointer cuts an utterance off here (config default)
 
 
 # --------------------------------------------------------------------- inputs
@@ -67,8 +70,22 @@ class AgentConnected:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SpeechStarted:
+    """The endpointer heard the caller start speaking (barge-in: an interruptible prompt stops)."""
+
+    token: int  # the Listen this belongs to
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SpeechRecognized:
-    text: str  # what the recogniser heard; only keyword interrupts and menu phrases use it for now
+    """The end of one utterance. ``token`` 0 (a test or a simulator) skips the token check and
+    lets the core match menu phrases itself."""
+
+    text: str  # the best text heard ("" for nothing)
+    token: int = 0  # the Listen this answers
+    status: str = "match"  # match, no_match, no_input, transcript, timeout, error, unavailable
+    option: str | None = None  # the grammar value the recognizer chose (status match)
+    confidence: float | None = None  # 0..1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,6 +112,7 @@ Input = (
     PromptFinished
     | DigitPressed
     | AgentConnected
+    | SpeechStarted
     | SpeechRecognized
     | LookupResult
     | LookupFailed
@@ -113,6 +131,24 @@ class PlayPrompt:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StopPrompt:
+    token: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Listen:
+    """Start listening for one utterance: report SpeechStarted (if any) and then exactly one
+    SpeechRecognized with this token, unless a StopListening comes first."""
+
+    token: int
+    language: str
+    grammar: Mapping[str, tuple[str, ...]] | None  # value -> phrases; None = free transcription
+    digits: bool = False  # grammar values are digits and the caller may say several in a row
+    secure: bool = False  # never log or store what is heard
+    barge_in: bool = False  # a prompt is playing that speech may interrupt
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopListening:
     token: int
 
 
@@ -177,6 +213,8 @@ class RequestCallback:
 Action = (
     PlayPrompt
     | StopPrompt
+    | Listen
+    | StopListening
     | Enqueue
     | Transfer
     | StartRecording
@@ -199,6 +237,7 @@ class IvrInput:
     result: str  # "match", "no_match", "no_input" or "interrupt"
     attempt: int  # failures at this node so far, this one included when it failed
     masked: bool = False  # `input` is masked: secure digits never leave the core
+    confidence: float | None = None  # speech only: the recognizer's confidence, 0..1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -305,6 +344,8 @@ class CallInterpreter:
         self._stack: list[tuple[Flow, str]] = []  # (calling flow, node to continue at)
         self._token = 0
         self._playing: int | None = None  # token of the prompt playing now
+        self._listening: int | None = None  # token of the Listen in progress
+        self._refused = False  # the adapter had no recognizer for this turn: keys only until the next prompt
         self._deadline: float | None = None
         self._visit = _Visit()
         self._digits = ""  # collect: what was typed so far
@@ -355,8 +396,8 @@ class CallInterpreter:
         elif self.phase is Phase.AWAITING_INPUT:
             if isinstance(node, CollectNode) and self._digits:
                 self._collected(node, now, out)  # the inter-digit timeout ends entry
-            elif isinstance(node, MenuNode | CollectNode | LanguageNode | SurveyNode):
-                self._failed(node, "", "no_input", now, out)
+            elif isinstance(node, MenuNode | CollectNode | LanguageNode | SurveyNode | SpeechNode):
+                self._failed(node, "", "no_input", now, out, mode="speech" if self._listening else "dtmf")
         elif self.phase is Phase.RECORDING:
             self._finish(HangUp(reason="voicemail_complete"), out)
         elif self.phase is Phase.LOOKUP and isinstance(node, LookupNode):
@@ -383,9 +424,12 @@ class CallInterpreter:
                     self._prompt_done(now, out)
             case DigitPressed(digit=digit):
                 self._digit(digit, now, out)
-            case SpeechRecognized(text=text):
-                self._speech(text, now, out)
+            case SpeechRecognized():
+                self._speech(event, now, out)
+            case SpeechStarted(token=token):
+                self._speech_started(token, now, out)
             case AgentConnected():
+                self._stop_listening(out)
                 if self._playing is not None:
                     out.append(StopPrompt(token=self._playing))
                     self._playing = None
@@ -434,6 +478,7 @@ class CallInterpreter:
         return lang if isinstance(lang, str) and lang else self.flow.language
 
     def _play(self, prompt: Prompt, interruptible: bool, out: list[Output]) -> None:
+        self._refused = False
         lang = self._language()
         text = prompt.text_for(lang)
         if text is not None:
@@ -455,6 +500,7 @@ class CallInterpreter:
             out.append(ResumeRecording(reason="secure_input"))
 
     def _finish(self, action: Action, out: list[Output]) -> None:
+        self._stop_listening(out)
         self._resume(out)
         self.phase = Phase.DONE
         self._deadline = None
@@ -466,6 +512,7 @@ class CallInterpreter:
     def _enter(self, name: str, now: float, out: list[Output]) -> None:
         for _ in range(MAX_STEPS_WITHOUT_INPUT):
             node = self.flow.nodes[name]
+            self._stop_listening(out)
             if node is not self.node:
                 self._visit = _Visit()  # counts are per visit (VoiceXML)
                 self._resume(out)
@@ -513,13 +560,35 @@ class CallInterpreter:
                     self._play(prompt, interruptible, out)
                 case MenuNode(prompt=prompt, interruptible=interruptible):
                     self.phase = Phase.PLAYING
-                    self._play(prompt, interruptible, out)
+                    self._play(self._prompt_for(node, prompt), interruptible, out)
+                    self._listen_during_prompt(node, out)
                 case CollectNode(prompt=prompt, interruptible=interruptible, secure=secure):
                     if secure and not self._paused:
                         self._paused = True
                         out.append(PauseRecording(reason="secure_input"))
                     self.phase = Phase.PLAYING
+                    self._play(self._prompt_for(node, prompt), interruptible, out)
+                    self._listen_during_prompt(node, out)
+                case SpeechNode(prompt=prompt, interruptible=interruptible, secure=secure):
+                    if not self._speech_on(node):
+                        # no recognizer for this language now (missing model, overload): DTMF path
+                        self.inputs.append(
+                            {"node": node.name, "mode": "speech", "input": "", "result": "unavailable"}
+                        )
+                        if node.dtmf_fallback is None:
+                            self.escalation = {
+                                "node": node.name,
+                                "reason": "speech_unavailable",
+                                "history": [],
+                            }
+                        name = node.dtmf_fallback or node.escalate_to
+                        continue
+                    if secure and not self._paused:
+                        self._paused = True
+                        out.append(PauseRecording(reason="secure_input"))
+                    self.phase = Phase.PLAYING
                     self._play(prompt, interruptible, out)
+                    self._listen_during_prompt(node, out)
                 case LanguageNode(prompt=prompt, interruptible=interruptible):
                     self.phase = Phase.PLAYING
                     self._play(prompt, interruptible, out)
@@ -675,12 +744,20 @@ class CallInterpreter:
         match node:
             case PlayNode(next=nxt):
                 self._enter(nxt, now, out)
-            case MenuNode(timeout=timeout) | LanguageNode(timeout=timeout) | SurveyNode(timeout=timeout):
+            case (
+                MenuNode(timeout=timeout)
+                | LanguageNode(timeout=timeout)
+                | SurveyNode(timeout=timeout)
+                | SpeechNode(timeout=timeout)
+            ):
                 self.phase = Phase.AWAITING_INPUT
                 self._deadline = now + timeout
+                self._listen_after_prompt(node, out)
             case CollectNode(first_timeout=first, inter_timeout=inter):
                 self.phase = Phase.AWAITING_INPUT
                 self._deadline = now + (inter if self._digits else first)
+                if not self._digits:
+                    self._listen_after_prompt(node, out)
             case ResumeNode(timeout=timeout):
                 self.phase = Phase.AWAITING_INPUT
                 self._deadline = now + timeout
@@ -744,6 +821,7 @@ class CallInterpreter:
         )
 
     def _stop_for_input(self, out: list[Output]) -> None:
+        self._stop_listening(out)
         if self._playing is not None:
             out.append(StopPrompt(token=self._playing))
             self._playing = None
@@ -792,6 +870,12 @@ class CallInterpreter:
             if self.phase is Phase.QUEUED and self._offered and digit == node.callback_key:
                 self._callback(node, digit, now, out)
             return
+        if isinstance(node, SpeechNode):
+            hit = self._interrupt_for(digit, None) if self._accepting(node) else None
+            if hit is not None:
+                self._stop_listening(out)
+                self._jump(node, digit, "dtmf", hit, now, out)
+            return  # a speech node takes no keys; its no-input ladder still ends with a human
         if not isinstance(node, MenuNode | CollectNode | LanguageNode | SurveyNode):
             if isinstance(node, PlayNode) and node.interruptible and self._playing is not None:
                 out.append(StopPrompt(token=self._playing))
@@ -872,16 +956,24 @@ class CallInterpreter:
                 return False
         return node.validator is None or VALIDATORS[node.validator](digits)
 
-    def _collected(self, node: CollectNode, now: float, out: list[Output]) -> None:
+    def _collected(
+        self,
+        node: CollectNode,
+        now: float,
+        out: list[Output],
+        *,
+        mode: str = "dtmf",
+        confidence: float | None = None,
+    ) -> None:
         digits, self._digits = self._digits, ""
         self._deadline = None
         if not digits:
-            self._failed(node, "", "no_input", now, out)
+            self._failed(node, "", "no_input", now, out, mode=mode)
             return
         if not self._valid(node, digits):
-            self._failed(node, digits, "no_match", now, out)
+            self._failed(node, digits, "no_match", now, out, mode=mode)
             return
-        self._record_input(node, digits, "match", out)
+        self._record_input(node, digits, "match", out, mode=mode, confidence=confidence)
         if node.secure:
             self.secrets[node.var] = digits
             self.variables[node.var] = MASK
@@ -901,35 +993,151 @@ class CallInterpreter:
         assert node.callback_next is not None  # the compiler pairs callback_after with callback_next
         self._enter(node.callback_next, now, out)
 
-    def _speech(self, text: str, now: float, out: list[Output]) -> None:
+    # ----------------------------------------------------------------- speech
+    def _speech_on(self, node: Node) -> bool:
+        """Does this node listen now? It must take speech, and the adapter must have put the
+        caller's language in ``speech.languages`` (a loaded model and recognizers to spare)."""
+        if not getattr(node, "speech", False):
+            return False
+        info = self.variables.get("speech")
+        langs = info.get("languages") if isinstance(info, Mapping) else None
+        return isinstance(langs, list | tuple) and self._language() in langs
+
+    def _prompt_for(self, node: MenuNode | CollectNode, prompt: Prompt) -> Prompt:
+        """A node that takes speech may say it ("say or press one"): when speech is off, its
+        `dtmf_prompt` (if any) asks for keys only."""
+        if node.speech and node.dtmf_prompt is not None and not self._speech_on(node):
+            return node.dtmf_prompt
+        return prompt
+
+    def _listen_during_prompt(self, node: Node, out: list[Output]) -> None:
+        if getattr(node, "interruptible", False) and self._speech_on(node):
+            self._listen(node, out, barge_in=True)
+
+    def _listen_after_prompt(self, node: Node, out: list[Output]) -> None:
+        if self._listening is None and not self._refused and self._speech_on(node):
+            self._listen(node, out, barge_in=False)
+
+    def _listen(self, node: Node, out: list[Output], *, barge_in: bool) -> None:
+        self._stop_listening(out)
+        grammar: Mapping[str, tuple[str, ...]] | None = None
+        digits = secure = False
+        match node:
+            case MenuNode(options=options):
+                grammar = {key: o.phrases for key, o in options.items() if o.phrases}
+            case SpeechNode(grammar=g, secure=sec):
+                grammar, secure = g, sec
+            case CollectNode(secure=sec):
+                digits, secure = True, sec
+        self._token += 1
+        self._listening = self._token
+        out.append(
+            Listen(
+                token=self._token,
+                language=self._language(),
+                grammar=grammar,
+                digits=digits,
+                secure=secure,
+                barge_in=barge_in,
+            )
+        )
+
+    def _stop_listening(self, out: list[Output]) -> None:
+        if self._listening is not None:
+            out.append(StopListening(token=self._listening))
+            self._listening = None
+
+    def _speech_started(self, token: int, now: float, out: list[Output]) -> None:
+        """Barge-in: the caller started talking. An interruptible prompt stops at once, and the
+        no-input timer gives way to the utterance (with its own deadline: no dead air)."""
+        if token != self._listening or self.node is None:
+            return
+        if self._playing is not None and getattr(self.node, "interruptible", False):
+            out.append(StopPrompt(token=self._playing))
+            self._playing = None
+        if self._playing is None:
+            self.phase = Phase.AWAITING_INPUT
+            self._deadline = now + MAX_UTTERANCE + SPEECH_RESULT_GRACE
+
+    def _speech(self, event: SpeechRecognized, now: float, out: list[Output]) -> None:
         node = self.node
-        if not isinstance(node, MenuNode | CollectNode | LanguageNode | SurveyNode):
+        if not isinstance(node, MenuNode | CollectNode | LanguageNode | SurveyNode | SpeechNode):
             return
-        if not self._accepting(node):
+        if event.token:
+            if event.token != self._listening:
+                return  # a late answer to a Listen that was stopped
+            self._listening = None
+        elif not self._accepting(node):
             return
-        hit = self._interrupt_for(None, text)
-        if hit is not None:
-            self._jump(node, text, "speech", hit, now, out)
+        text, status = event.text, event.status
+        if status == "unavailable":
+            # no recognizer after all: keys still work, and the no-input timer still runs
+            self._refused = True
+            if self.phase is Phase.AWAITING_INPUT and self._deadline is not None:
+                self._deadline = min(self._deadline, now + getattr(node, "timeout", 5.0))
             return
+        secure = isinstance(node, CollectNode | SpeechNode) and node.secure
+        if text and not secure:
+            hit = self._interrupt_for(None, text)
+            if hit is not None:
+                self._jump(node, text, "speech", hit, now, out)
+                return
+        failure = "no_match" if status in ("no_match", "match", "transcript") else "no_input"
+        conf = event.confidence
         if isinstance(node, MenuNode):
-            said = text.casefold()
-            for option in node.options.values():
-                if any(p.casefold() in said for p in option.phrases):
-                    self._stop_for_input(out)
-                    self._record_input(node, text, "match", out, mode="speech")
-                    self._enter(option.next, now, out)
-                    return
+            option = node.options.get(event.option or "") if status == "match" else None
+            if option is None and status == "match" and not event.token and text:
+                said = text.casefold()
+                option = next(
+                    (o for o in node.options.values() if any(p.casefold() in said for p in o.phrases)), None
+                )
             self._stop_for_input(out)
-            self._failed(node, text, "no_match", now, out, mode="speech")
+            if option is None:
+                self._failed(node, text, failure, now, out, mode="speech", confidence=conf)
+                return
+            self._record_input(node, text, "match", out, mode="speech", confidence=conf)
+            self._enter(option.next, now, out)
+        elif isinstance(node, CollectNode):
+            self._stop_for_input(out)
+            self._digits = (event.option or "") if status == "match" else ""
+            if not self._digits:
+                self._failed(node, text, failure, now, out, mode="speech", confidence=conf)
+                return
+            self._collected(node, now, out, mode="speech", confidence=conf)
+        elif isinstance(node, SpeechNode):
+            self._stop_for_input(out)
+            if status == "match" and node.grammar is not None and event.option in node.grammar:
+                value: str = event.option or ""
+            elif status == "transcript" and node.grammar is None and text:
+                value = text
+            else:
+                self._failed(node, text, failure, now, out, mode="speech", confidence=conf)
+                return
+            self._record_input(node, text, "match", out, mode="speech", confidence=conf)
+            if node.secure:
+                self.secrets[node.var] = value
+                self.variables[node.var] = MASK
+            else:
+                self.variables[node.var] = value
+            self._enter(node.next, now, out)
 
     def _record_input(
-        self, node: Node, heard: str, result: str, out: list[Output], *, mode: str = "dtmf"
+        self,
+        node: Node,
+        heard: str,
+        result: str,
+        out: list[Output],
+        *,
+        mode: str = "dtmf",
+        confidence: float | None = None,
     ) -> None:
-        masked = isinstance(node, CollectNode) and node.secure and heard != ""
+        masked = isinstance(node, CollectNode | SpeechNode) and node.secure and heard != ""
         shown = MASK if masked else heard
         entry = {"node": node.name, "mode": mode, "input": shown, "result": result}
         if masked:
             entry["masked"] = "true"
+        if confidence is not None:
+            entry["confidence"] = f"{confidence:.2f}"
         self.inputs.append(entry)
         if result != "match":
             self._visit.history.append(entry)
@@ -942,22 +1150,24 @@ class CallInterpreter:
                 result=result,
                 attempt=self._visit.failures,
                 masked=masked,
+                confidence=None if confidence is None else round(confidence, 3),
             )
         )
 
     def _failed(
         self,
-        node: MenuNode | CollectNode | LanguageNode | SurveyNode,
+        node: MenuNode | CollectNode | LanguageNode | SurveyNode | SpeechNode,
         heard: str,
         result: str,
         now: float,
         out: list[Output],
         *,
         mode: str = "dtmf",
+        confidence: float | None = None,
     ) -> None:
         """The no-dead-end ladder: clarify, then offer the choices, then a human."""
         self._visit.failures += 1
-        self._record_input(node, heard, result, out, mode=mode)
+        self._record_input(node, heard, result, out, mode=mode, confidence=confidence)
         failures = self._visit.failures
         if failures >= MAX_FAILURES:
             if isinstance(node, SurveyNode):  # a survey never sends anyone to a human: move on
@@ -972,13 +1182,22 @@ class CallInterpreter:
             return
         self.phase = Phase.PLAYING
         if failures == 1:
-            self._play(node.reprompt or node.prompt, node.interruptible, out)
+            prompt = node.reprompt or node.prompt
+            if isinstance(node, MenuNode | CollectNode) and node.reprompt is None:
+                prompt = self._prompt_for(node, prompt)
+            self._play(prompt, node.interruptible, out)
         else:
             self._play(self._choices_prompt(node), node.interruptible, out)
+        self._listen_during_prompt(node, out)
 
     @staticmethod
-    def _choices_prompt(node: MenuNode | CollectNode | LanguageNode | SurveyNode) -> Prompt:
+    def _choices_prompt(node: MenuNode | CollectNode | LanguageNode | SurveyNode | SpeechNode) -> Prompt:
         """Second failure: say the choices (at most four) or what to enter, explicitly."""
+        if isinstance(node, SpeechNode):
+            if node.grammar is None:
+                return node.reprompt or node.prompt
+            words = [phrases[0] for phrases in list(node.grammar.values())[:4]]
+            return Prompt(id=None, text="Please say one of: " + ", ".join(words) + ".")
         if isinstance(node, CollectNode):
             if node.help is not None:
                 return node.help

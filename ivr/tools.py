@@ -21,7 +21,10 @@ _WORDS = {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "str
 
 # The schema of every node field, by name (a field means the same in every node type that has it).
 _FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
-    **{k: _PROMPT for k in ("prompt", "reprompt", "help", "announce", "hold", "position_prompt")},
+    **{
+        k: _PROMPT
+        for k in ("prompt", "reprompt", "help", "announce", "hold", "position_prompt", "dtmf_prompt")
+    },
     "callback_prompt": _PROMPT,
     **{
         k: _TARGET
@@ -43,7 +46,14 @@ _FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
     "priority": {"type": "number"},
     "min_digits": {"type": "integer", "minimum": 1},
     "max_digits": {"type": "integer", "minimum": 1},
-    **{k: _BOOL for k in ("interruptible", "secure", "interrupts")},
+    **{k: _BOOL for k in ("interruptible", "secure", "interrupts", "speech")},
+    "dtmf_fallback": _TARGET,
+    "grammar": {
+        "type": "object",
+        "minProperties": 1,
+        "additionalProperties": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+        "description": "value -> phrases a caller says for it",
+    },
     "var": {"type": "string", "pattern": _NAME_PATTERN, "description": "variable to store the result in"},
     "question": {"type": "string"},
     "regex": {"type": "string", "description": "the digits must match it entirely"},
