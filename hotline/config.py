@@ -145,6 +145,27 @@ class PromptsConfig:
     tts_cache: str = "~/.cache/hotline/tts"  # synthesized prompts, keyed by text, voice and rate
     tts_voice: str = "en"  # espeak-ng voice
     tts_rate: int = 160  # words per minute
+    tts_voices: dict[str, str] = field(default_factory=dict)  # language -> espeak-ng voice
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechConfig:
+    models: dict[str, str] = field(default_factory=dict)  # language -> model dir, or package:NAME
+    threshold_db: float = -40.0  # dBFS per 20 ms frame: louder is voice (barge-in, start of speech)
+    start_min: float = 0.12  # seconds of voice that count as the caller speaking (barge-in)
+    trailing_silence: float = 0.3  # seconds of silence that end an answer to a grammar
+    transcription_trailing_silence: float = 0.8  # the same for free transcription (people pause)
+    max_utterance: float = 10.0  # seconds: an answer is cut off here
+    min_confidence: float = 0.0  # 0..1: a match below it is a no-match
+    accept_margin: float = 1.0  # lattice score units a phrase may trail the out-of-grammar decoys by
+    reject_out_of_grammar: bool = True  # decoy syllables catch out-of-grammar speech (no [unk] needed)
+    max_recognizers: int = 60  # live recognizers; beyond it new inputs are DTMF only (alert.raised)
+    max_rtf: float = 0.5  # decode seconds per audio second (EWMA); beyond it, DTMF only
+    clear_hold: float = 10.0  # seconds load must stay low before alert.cleared
+    workers: int = 2  # recognizer threads (Vosk releases the GIL)
+    result_timeout: float = 1.5  # seconds a final result may take after the end of speech
+    audio_dir: str = "/dev/shm/hotline"  # tmpfs: where each call's ear is recorded and tailed
+    poll_interval: float = 0.02  # seconds between reads of the ear file
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +229,7 @@ class Config:
     recordings: RecordingsConfig = field(default_factory=RecordingsConfig)
     flows: FlowsConfig = field(default_factory=FlowsConfig)
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
     acd: AcdConfig = field(default_factory=AcdConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
     profiles: ProfilesConfig = field(default_factory=ProfilesConfig)

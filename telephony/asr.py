@@ -150,6 +150,27 @@ class Grammar:
     reject_out_of_grammar: bool = True  # add the garbage loop (see module doc); False = forced choice
     accept_margin: float = 1.0  # score units (Vosk lattice log-likelihood): max gap to the best entry
     min_confidence: float = 0.0  # 0..1; a match whose n-best posterior is lower counts as no-match
+    sequence: bool = False  # several phrases in a row; the option is their values joined (digits)
+
+    def parse(self, text: str) -> str | None:
+        """The option for ``text``: one whole phrase, or (``sequence``) phrases back to back,
+        read longest phrase first. None if the text is not in the grammar."""
+        table = self.phrase_to_option()
+        if not self.sequence:
+            return table.get(text)
+        words, values = text.split(), []
+        longest = max(len(p.split()) for p in table)
+        i = 0
+        while i < len(words):
+            for n in range(min(longest, len(words) - i), 0, -1):
+                value = table.get(" ".join(words[i : i + n]))
+                if value is not None:
+                    values.append(value)
+                    i += n
+                    break
+            else:
+                return None
+        return "".join(values) if values else None
 
     def phrase_to_option(self) -> dict[str, str]:
         table: dict[str, str] = {}
@@ -211,8 +232,7 @@ def decide(segments: Sequence[Mapping[str, Any]], grammar: Grammar | None) -> As
     best = nbest[0]
     if grammar is None:
         return AsrResult(status="transcript", text=best.text, confidence=post[0], nbest=nbest)
-    table = grammar.phrase_to_option()
-    hit = next((i for i, a in enumerate(nbest) if a.text in table), None)
+    hit = next((i for i, a in enumerate(nbest) if grammar.parse(a.text) is not None), None)
     if hit is None:
         return AsrResult(
             status="no_match", text=best.text, confidence=post[0], nbest=nbest, reason="no option in n-best"
@@ -235,7 +255,47 @@ def decide(segments: Sequence[Mapping[str, Any]], grammar: Grammar | None) -> As
             nbest=nbest,
             reason=f"confidence {post[hit]:.2f} < {grammar.min_confidence}",
         )
-    return AsrResult(status="match", option=table[alt.text], text=alt.text, confidence=post[hit], nbest=nbest)
+    return AsrResult(
+        status="match", option=grammar.parse(alt.text), text=alt.text, confidence=post[hit], nbest=nbest
+    )
+
+
+# Digit words per language for spoken digits (``collect`` with ``speech: true``). Korean uses
+# the Sino-Korean digits callers read numbers with; 공 and 영 are both zero.
+DIGIT_WORDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "ko": {
+        "0": ("공", "영"),
+        "1": ("일",),
+        "2": ("이",),
+        "3": ("삼",),
+        "4": ("사",),
+        "5": ("오",),
+        "6": ("육",),
+        "7": ("칠",),
+        "8": ("팔",),
+        "9": ("구",),
+    },
+    "en": {
+        "0": ("zero", "oh"),
+        "1": ("one",),
+        "2": ("two",),
+        "3": ("three",),
+        "4": ("four",),
+        "5": ("five",),
+        "6": ("six",),
+        "7": ("seven",),
+        "8": ("eight",),
+        "9": ("nine",),
+    },
+}
+
+
+def digit_grammar(language: str, **knobs: Any) -> Grammar:
+    """A sequence grammar of the language's digit words (GrammarError if there are none)."""
+    words = DIGIT_WORDS.get(language.split("-")[0])
+    if words is None:
+        raise GrammarError(f"no digit words for language {language!r}; spoken digits are DTMF only")
+    return Grammar(options=words, sequence=True, **knobs)
 
 
 def _alternatives(segment: Mapping[str, Any]) -> list[Alternative]:
@@ -654,6 +714,7 @@ class AsyncRecognizer:
 
 
 __all__ = [
+    "DIGIT_WORDS",
     "Admission",
     "AlertCleared",
     "AlertRaised",
@@ -673,6 +734,7 @@ __all__ = [
     "SpeechStarted",
     "UtteranceEnded",
     "decide",
+    "digit_grammar",
     "frame_dbfs",
     "garbage_syllables",
     "input_mode",

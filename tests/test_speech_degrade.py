@@ -223,3 +223,25 @@ def test_decide_uses_nbest_margin_against_garbage() -> None:
     assert decide([seg(("네", 100.0), ("아니요", 99.0))], strict).status == "no_match"
     free = decide([seg(("안녕 하세요", 10.0))], None)
     assert (free.status, free.text) == ("transcript", "안녕 하세요")
+
+
+def test_spoken_digits_are_a_sequence_grammar() -> None:
+    from telephony.asr import GrammarError, digit_grammar
+
+    g = digit_grammar("ko")
+
+    def seg(*alts: tuple[str, float]) -> dict[str, object]:
+        return {"alternatives": [{"text": t, "confidence": c} for t, c in alts]}
+
+    assert g.parse("일 이 삼 공") == "1230" and g.parse("영") == "0"
+    assert g.parse("일 래") is None and g.parse("") is None
+    # the best entry that is all digit words wins when garbage is within the margin
+    got = decide([seg(("일 래 삼", 100.0), ("일 이 삼", 99.6))], g)
+    assert (got.status, got.option, got.text) == ("match", "123", "일 이 삼")
+    assert decide([seg(("래 러", 100.0), ("일 이", 95.0))], g).status == "no_match"
+    assert digit_grammar("en-US").parse("four two oh") == "420"
+    with pytest.raises(GrammarError):
+        digit_grammar("xx")
+    # a multi-word phrase is read before its first word alone
+    multi = Grammar(options={"a": ["카드"], "b": ["카드 분실"]}, sequence=True)
+    assert multi.parse("카드 분실 카드") == "ba"
