@@ -150,6 +150,14 @@ def main(argv: list[str] | None = None) -> int:
         "dnc", help="do-not-call list: `hotline dnc import FILE.csv | add | remove | check NUMBER`"
     )
     sub.add_parser("retention", help="`hotline retention purge [--days N] [--dry-run]`: purge old calls now")
+    sub.add_parser(
+        "prompts",
+        help="`hotline prompts build [--config FILE]`: speak every static prompt into the TTS cache",
+    )
+    sub.add_parser(
+        "models",
+        help="`hotline models list [--config FILE] [--load]` | `install LANG`: Vosk speech models",
+    )
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["simulate"]:  # these own their options
         import acd
@@ -169,6 +177,14 @@ def main(argv: list[str] | None = None) -> int:
         from . import profiles
 
         return int(profiles.cli_main(argv[1:]))
+    if argv[:1] == ["prompts"]:
+        from .speechcli import prompts_main
+
+        return prompts_main(argv[1:])
+    if argv[:1] == ["models"]:
+        from .speechcli import models_main
+
+        return models_main(argv[1:])
     if argv[:1] == ["report"]:
         from .report import main as report
 

@@ -1,4 +1,4 @@
-"""Shared test helpers: a fake clock, a CTI client, and a poll-until with a deadline."""
+"""Shared test helpers: a fake clock, a CTI client, a poll-until with a deadline, a broken TTS."""
 
 from __future__ import annotations
 
@@ -256,3 +256,9 @@ class HotlineProcess:
     @property
     def recordings(self) -> Path:
         return self.workdir / "recordings"
+
+
+def broken_render(text: str, voice: str, rate: int, clock_rate: int, out: str) -> str:
+    """Stands in for ``telephony.tts._render`` (monkeypatched): the TTS worker process imports
+    it from here by name and raises, as a crashing espeak-ng would."""
+    raise RuntimeError(f"espeak-ng exploded on {voice}")
