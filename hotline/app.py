@@ -8,6 +8,7 @@ for timestamps on the wire and in records.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import inspect
 import json
@@ -30,6 +31,7 @@ from telephony import events as tev
 from . import events as hev
 from . import outbound, profiles, reload, retention, servicecode
 from .config import Config
+from .speech import CallEar, SpeechService
 from .store import CallStore
 
 log = structlog.get_logger("hotline")
@@ -219,6 +221,7 @@ class CallSession:
     recording: tuple[Path, Path, Path] | None = None  # caller part, agent part, final
     voicemail: Path | None = None
     end_cause: str | None = None
+    ear: CallEar | None = None  # speech input: created at the first Listen, closed when the IVR ends
 
 
 class Server:
@@ -283,11 +286,20 @@ class Server:
             required=(config.flows.main,),
         )
         self.recordings = config.path(config.recordings.directory)
+        self.speech: SpeechService | None = None
+        if config.speech.models:  # no [speech.models]: no recognizer, every input is DTMF
+            models = {
+                lang: spec if spec.startswith("package:") else str(config.path(spec))
+                for lang, spec in config.speech.models.items()
+            }  # paths relative to the config file, like every other path
+            speech = dataclasses.replace(config.speech, models=models)
+            self.speech = SpeechService(speech, self.bus.publish, self._speech_changed)
         self.tts = telephony.Synthesizer(
             config.path(config.prompts.tts_cache),
             voice=config.prompts.tts_voice,
             rate=config.prompts.tts_rate,
             clock_rate=config.sip.clock_rate,
+            voices=config.prompts.tts_voices,
         )
         sip = config.sip
         public = sip.public_host or ("127.0.0.1" if sip.host == "0.0.0.0" else sip.host)
@@ -391,6 +403,8 @@ class Server:
             if self.mqtt is not None:
                 self.mqtt.start()
             self.endpoint.start()
+            if self.speech is not None:
+                self.speech.start()  # models load in the background; until then, DTMF only
             records = [acd.CallbackRecord.from_dict(r) for r in await self.store.load_callbacks()]
             if records:
                 self._run_acd(self.router.restore_callbacks(records, self._now()))
@@ -422,7 +436,10 @@ class Server:
             self._retention.cancel()
         for session in list(self.calls.values()):
             session.end_cause = session.end_cause or "shutdown"
+            await self._close_ear(session)
         await self.endpoint.shutdown()
+        if self.speech is not None:
+            self.speech.stop()
         for timer in (self._router_timer, self._stats_timer, self._stats_publish):
             if timer is not None:
                 timer.cancel()
@@ -537,6 +554,7 @@ class Server:
             "emergency": self.emergency,
             "call": {"id": call_id, "service_code": code, "service_code_spoken": servicecode.speakable(code)},
         }
+        variables["speech"] = self._speech_variables()
         if caller is not None:
             variables["caller"] = caller
             if caller.get("language"):
@@ -549,6 +567,49 @@ class Server:
             variables=variables,
             wall=datetime.datetime.now().astimezone(),
         )
+
+    # ---------------------------------------------------------------- speech
+    def _speech_variables(self) -> dict[str, Any]:
+        if self.speech is None:
+            return {"languages": [], "max_utterance": 0}
+        return {"languages": self.speech.languages(), "max_utterance": self.config.speech.max_utterance}
+
+    def _speech_changed(self) -> None:
+        """A model loaded, or the overload alert changed: tell every call still in its IVR."""
+        values = {"speech": self._speech_variables()}
+        for s in list(self.calls.values()):
+            if s.phase == "ivr":
+                self._feed_variables(s, values)
+
+    def _listen(self, s: CallSession, action: ivr.Listen) -> None:
+        if self.speech is None:
+            self._ivr(
+                s,
+                s.interp.handle(
+                    ivr.SpeechRecognized(token=action.token, status="unavailable", text=""), self._now()
+                ),
+            )
+            return
+        if s.ear is None:
+            s.ear = CallEar(
+                self.speech,
+                s.call_id,
+                start_ear=lambda path: self.endpoint.listen(s.leg, path),
+                stop_ear=lambda: self.endpoint.stop_listen(s.leg),
+                report=lambda event: self._heard(s, event),
+                log=s.log,
+            )
+        s.ear.listen(action)
+
+    def _heard(self, s: CallSession, event: ivr.SpeechStarted | ivr.SpeechRecognized) -> None:
+        if s.phase == "ended":
+            return
+        self._ivr(s, s.interp.handle(event, self._now()))
+
+    async def _close_ear(self, s: CallSession) -> None:
+        ear, s.ear = s.ear, None
+        if ear is not None:
+            await ear.close()
 
     async def _load_caller(self, s: CallSession) -> None:
         """The caller's profile and recent contacts, before the IVR says a word; a slow
@@ -659,6 +720,7 @@ class Server:
         if cause is None:
             cause = {"queued": "abandoned", "connected": "caller_hangup"}.get(s.phase, "caller_hangup")
         phase, s.phase = s.phase, "ended"
+        self._spawn(self._close_ear(s))
         if self.router.has_call(s.call_id):
             self._acd_from_sip(acd.events.CallerHungUp(call_id=s.call_id))
         for rung in s.ringing.values():
@@ -754,6 +816,17 @@ class Server:
                     if s.playing == token:
                         s.playing = None
                         self.endpoint.stop_play(s.leg)
+                        ear = s.ear
+                        if ear is not None and ear.speech_started_at is not None:
+                            # barge-in: from the first voiced sample to the prompt stopped
+                            ms = round(1000 * (time.perf_counter() - ear.speech_started_at), 1)
+                            log.info("barge_in", call_id=s.call_id, ms=ms)
+                            ear.speech_started_at = None
+                case ivr.Listen():
+                    self._listen(s, out)
+                case ivr.StopListening(token=token):
+                    if s.ear is not None:
+                        s.ear.stop(token)
                 case ivr.Enqueue(queue=queue, priority=priority, data=data, skills=skills):
                     s.phase, s.queue, s.queued_at, s.priority = "queued", queue, self._now(), priority
                     preferred, seconds = self._preferred_agent(s, queue)
@@ -852,6 +925,12 @@ class Server:
                     "dtmf_to_prompt", call_id=s.call_id, ms=round(1000 * (time.perf_counter() - s.dtmf_at), 3)
                 )
                 s.dtmf_at = None
+            ear = s.ear
+            if ear is not None and ear.speech_end_at is not None:
+                # server-side: the caller's last voiced sample -> the next prompt playing
+                ms = round(1000 * (time.perf_counter() - ear.speech_end_at), 1)
+                log.info("speech_to_prompt", call_id=s.call_id, ms=ms)
+                ear.speech_end_at = None
         except Exception as exc:
             s.log.error("play_failed", wav=str(wav), error=str(exc))
             self._on_telephony(tev.PlaybackFinished(leg_id=s.leg, token=token))
@@ -869,7 +948,7 @@ class Server:
             if path is not None:
                 return path
         if prompt.text:
-            return await self.tts.speak(prompt.text)
+            return await self.tts.speak(prompt.text, language)
         log.error("prompt_missing", prompt=prompt.id)
         return self.tts.failure_tone
 
@@ -1093,6 +1172,7 @@ class Server:
         rung = s.ringing.pop(agent_id)
         s.agent_id, s.agent_leg = agent_id, rung.leg
         s.phase = "connected"
+        self._spawn(self._close_ear(s))
         self._ivr(s, s.interp.handle(ivr.AgentConnected(), self._now()))
         s.playing = None
         self.endpoint.stop_play(s.leg)

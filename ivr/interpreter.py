@@ -1056,8 +1056,12 @@ class CallInterpreter:
             out.append(StopPrompt(token=self._playing))
             self._playing = None
         if self._playing is None:
+            info = self.variables.get("speech")
+            longest = info.get("max_utterance") if isinstance(info, Mapping) else None
+            if not isinstance(longest, int | float) or longest <= 0:
+                longest = MAX_UTTERANCE
             self.phase = Phase.AWAITING_INPUT
-            self._deadline = now + MAX_UTTERANCE + SPEECH_RESULT_GRACE
+            self._deadline = now + longest + SPEECH_RESULT_GRACE
 
     def _speech(self, event: SpeechRecognized, now: float, out: list[Output]) -> None:
         node = self.node

