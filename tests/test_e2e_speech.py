@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from .helpers import CtiClient, HotlineProcess, free_port, until
-from .peers import Sipp, korean_speech, speech_timeline, write_audio_pcap
+from .peers import Sipp, dtmf_keys, korean_speech, speech_timeline, write_audio_pcap
 from .test_cti_schema import validate_events
 
 pytestmark = pytest.mark.sip
@@ -150,3 +150,63 @@ async def test_callers_speak_barge_in_and_mumble_to_a_human(tmp_path: Path) -> N
     latencies = [e["ms"] for e in log if e.get("event") == "speech_to_prompt"]
     assert len(latencies) >= 4, latencies
     print(f"barge-in {barge[0]['ms']} ms; end of speech -> next prompt {sorted(latencies)} ms")
+
+
+DTMF_FLOW = """
+flow: spoken
+language: ko
+start: menu
+nodes:
+  menu:
+    type: menu
+    prompt: {text: "Say yes, or press one."}
+    dtmf_prompt: {text: "Press one."}
+    options:
+      "1": {next: accounts, label: accounts, phrases: [이]}
+    escalate_to: operator
+  accounts: {type: play, prompt: {text: "Accounts."}, next: bye}
+  bye: {type: hangup}
+  operator: {type: queue, queue: operator}
+"""
+
+
+async def test_a_missing_model_still_serves_calls_with_keys_only(tmp_path: Path) -> None:
+    from telephony.tts import Synthesizer
+
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "spoken.yaml").write_text(DTMF_FLOW)
+    server = HotlineProcess(
+        workdir=tmp_path / "hotline",
+        agents=[],
+        flows_dir=flows,
+        main_flow="spoken",
+        extra_toml=f'[speech.models]\nko = "{tmp_path / "no-model-here"}"\n',
+    ).start()
+    client = await CtiClient.connect(server.cti_port)
+    assert (await client.request("auth", token=server.token))["ok"]
+    assert (await client.request("subscribe", events=["*"], since=0))["ok"]  # start-up events too
+    alert = await client.wait_event("alert.raised", code="asr.model_missing")
+    assert "ko" in alert["data"]["message"] and "hotline models install ko" in alert["data"]["message"]
+    caller = Sipp(
+        "caller_dtmf",
+        tmp_path,
+        remote=f"127.0.0.1:{server.sip_port}",
+        service="hotline",
+        keys={"caller": "5550001", "dtmf_delay": 3000, "talk_ms": 3000, **dtmf_keys("1", tmp_path)},
+    ).start()
+    assert await asyncio.to_thread(caller.wait, 60) == 0, caller.summary()
+    said = await client.wait_event("ivr.input", node="menu")
+    assert (said["data"]["mode"], said["data"]["result"]) == ("dtmf", "match")
+    events = client.events
+    await client.close()
+    log = server.log_events()
+    assert server.stop() == 0
+    validate_events(events)
+    warn = [e for e in log if e.get("event") == "speech_model_unavailable"]
+    assert warn and warn[0]["level"] == "warning" and warn[0]["state"] == "missing"
+    assert not [e for e in log if e.get("level") == "error"], [e for e in log if e.get("level") == "error"]
+    # the keys-only prompt was spoken (TTS cache), the speech one never
+    tts = Synthesizer(server.workdir / "tts", voice="en", rate=160, clock_rate=8000)
+    assert tts.cached("Press one.", "ko").exists()
+    assert not tts.cached("Say yes, or press one.", "ko").exists()

@@ -1,0 +1,179 @@
+"""hotline.speech without SIP: a WAV written as a recorder would, a fake recognizer.
+
+Covers the ear's pipeline (tail -> endpointer -> recognizer -> report), the missing model at
+start-up, overload falling back to DTMF with alert.raised, and a recognizer that never answers.
+The real model and real SIP are in test_asr.py and test_e2e_speech.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import ivr
+from hotline.config import SpeechConfig
+from hotline.speech import CallEar, SpeechService
+from telephony import asr
+
+
+class FakeRecognizer:
+    def __init__(self, result: asr.AsrResult, finish_delay: float = 0.0) -> None:
+        self.result, self.finish_delay = result, finish_delay
+        self.audio_seconds = self.busy_seconds = 0.0
+        self.fed = 0
+
+    def accept(self, pcm8k: bytes) -> None:
+        self.fed += len(pcm8k)
+        self.audio_seconds += len(pcm8k) / 16000
+
+    def finish(self) -> asr.AsrResult:
+        time.sleep(self.finish_delay)
+        return self.result
+
+
+class FakeRegistry(asr.ModelRegistry):
+    def __init__(self, result: asr.AsrResult, finish_delay: float = 0.0) -> None:
+        super().__init__(loader=lambda path: object())
+        self.made: list[tuple[str, asr.Grammar | None, FakeRecognizer]] = []
+        self.result, self.finish_delay = result, finish_delay
+
+    def recognizer(self, language: str, grammar: asr.Grammar | None, *, max_alternatives: int = 10) -> Any:
+        rec = FakeRecognizer(self.result, self.finish_delay)
+        self.made.append((language, grammar, rec))
+        return rec
+
+
+def recorder(path: Path, audio: np.ndarray, speed: float = 4.0) -> threading.Thread:
+    """Write ``audio`` to ``path`` as pjmedia's recorder does: header first, then 20 ms
+    frames, here ``speed`` times faster than real time."""
+
+    def run() -> None:
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(8000)
+            w._file.flush()  # type: ignore[attr-defined]
+            for i in range(0, len(audio), 160):
+                w.writeframesraw(audio[i : i + 160].tobytes())
+                w._file.flush()  # type: ignore[attr-defined]
+                time.sleep(0.02 / speed)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def utterance() -> np.ndarray:
+    tone = (0.3 * 32767 * np.sin(2 * np.pi * 300 * np.arange(4000) / 8000)).astype("<i2")
+    silence = np.zeros(4000, dtype="<i2")
+    return np.concatenate([silence, tone, silence, silence])
+
+
+def service(tmp_path: Path, registry: asr.ModelRegistry, **cfg: Any) -> tuple[SpeechService, list, list]:
+    published: list[object] = []
+    changes: list[int] = []
+    config = SpeechConfig(audio_dir=str(tmp_path / "ears"), poll_interval=0.01, **cfg)
+    svc = SpeechService(config, published.append, lambda: changes.append(1), registry=registry)
+    svc.audio_dir.mkdir(parents=True)
+    svc.statuses["ko"] = asr.ModelStatus(language="ko", path="x", state="loaded")
+    return svc, published, changes
+
+
+def ear_for(svc: SpeechService, call_id: str, audio: np.ndarray, reports: list) -> CallEar:
+    import structlog
+
+    return CallEar(
+        svc,
+        call_id,
+        start_ear=lambda path: recorder(path, audio) and None,
+        stop_ear=lambda: None,
+        report=reports.append,
+        log=structlog.get_logger("test"),
+    )
+
+
+LISTEN = ivr.Listen(token=7, language="ko", grammar={"1": ("이",), "2": ("아니요",)}, barge_in=True)
+
+
+async def test_the_ear_reports_speech_start_then_one_result(tmp_path: Path) -> None:
+    registry = FakeRegistry(asr.AsrResult(status="match", option="1", text="이", confidence=0.9))
+    svc, _, _ = service(tmp_path, registry)
+    reports: list = []
+    ear = ear_for(svc, "c1", utterance(), reports)
+    ear.listen(LISTEN)
+    deadline = time.monotonic() + 5
+    while len(reports) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    await ear.close()
+    assert reports[0] == ivr.SpeechStarted(token=7)
+    assert reports[1] == ivr.SpeechRecognized(token=7, status="match", option="1", text="이", confidence=0.9)
+    assert len(reports) == 2
+    (language, grammar, rec) = registry.made[0]
+    assert language == "ko" and grammar is not None and grammar.parse("아니요") == "2"
+    # the recognizer got the utterance with its pre-roll, about 0.5 s of tone + silence
+    assert 0.5 * 16000 <= rec.fed <= 1.4 * 16000, rec.fed
+    assert svc.governor.live == 0  # released after the result
+    assert not ear.path.exists()  # the tmpfs file is removed with the ear
+
+
+async def test_spoken_digits_use_the_digit_grammar(tmp_path: Path) -> None:
+    registry = FakeRegistry(asr.AsrResult(status="no_input"))
+    svc, _, _ = service(tmp_path, registry)
+    ear = ear_for(svc, "c2", np.zeros(800, dtype="<i2"), [])
+    ear.listen(ivr.Listen(token=1, language="ko", grammar=None, digits=True))
+    await ear.close()
+    grammar = registry.made[0][1]
+    assert grammar is not None and grammar.sequence and grammar.parse("일 이 공") == "120"
+
+
+async def test_overload_refuses_new_listens_and_raises_then_clears_the_alert(tmp_path: Path) -> None:
+    registry = FakeRegistry(asr.AsrResult(status="no_input"))
+    svc, published, changes = service(tmp_path, registry, max_recognizers=1, clear_hold=0.0)
+    first: list = []
+    second: list = []
+    a = ear_for(svc, "a", np.zeros(800, dtype="<i2"), first)
+    b = ear_for(svc, "b", np.zeros(800, dtype="<i2"), second)
+    a.listen(LISTEN)  # admitted; now at the limit
+    assert [type(x).__name__ for x in published] == ["AlertRaised"] and changes
+    assert svc.languages() == []  # new calls get DTMF-only prompts
+    b.listen(ivr.Listen(token=9, language="ko", grammar={"1": ("이",)}))
+    assert second == [ivr.SpeechRecognized(token=9, status="unavailable", text="")]
+    await a.close()  # released: load falls under the clear level
+    await asyncio.sleep(0.05)
+    assert [x.wire for x in published] == ["alert.raised", "alert.cleared"]  # type: ignore[attr-defined]
+    assert svc.languages() == ["ko"]
+    await b.close()
+
+
+async def test_a_recognizer_that_never_answers_still_ends_the_turn(tmp_path: Path) -> None:
+    registry = FakeRegistry(asr.AsrResult(status="match", option="1", text="이"), finish_delay=3.0)
+    svc, _, _ = service(tmp_path, registry, result_timeout=0.3)
+    reports: list = []
+    ear = ear_for(svc, "c3", utterance(), reports)
+    ear.listen(LISTEN)
+    deadline = time.monotonic() + 5
+    while len(reports) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    await ear.close()
+    assert isinstance(reports[1], ivr.SpeechRecognized) and reports[1].status == "timeout"
+    svc.stop()
+
+
+async def test_a_missing_model_is_a_warning_and_an_alert_not_a_failure(tmp_path: Path) -> None:
+    published: list[object] = []
+    config = SpeechConfig(models={"ko": str(tmp_path / "nothing-here")}, audio_dir=str(tmp_path / "ears"))
+    svc = SpeechService(config, published.append, lambda: None)
+    svc.start()
+    assert svc.loading is not None
+    await svc.loading
+    assert svc.statuses["ko"].state == "missing" and svc.languages() == []
+    (alert,) = published
+    assert isinstance(alert, asr.AlertRaised) and alert.code == "asr.model_missing"
+    assert "hotline models install ko" in alert.message
+    svc.stop()
