@@ -82,9 +82,10 @@ class HttpFront:
         peer = "{}:{}".format(*peername[:2]) if peername else f"{request.remote}:0"
         session = self.server.new_session(peer, "ws")
 
-        async def send(lines: list[bytes]) -> None:
-            for line in lines:
-                await ws.send_frame(line.rstrip(b"\n"), WSMsgType.TEXT)
+        async def send(chunks: list[bytes]) -> None:
+            for chunk in chunks:  # one text message per line
+                for line in chunk.split(b"\n")[:-1]:
+                    await ws.send_frame(line, WSMsgType.TEXT)
 
         async def receive() -> bytes | None:
             while True:

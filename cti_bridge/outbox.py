@@ -9,6 +9,7 @@ the batch's events fanned out. Reads for ``since`` replay are chunked.
 from __future__ import annotations
 
 import json
+import json.encoder as json_encoder
 import sqlite3
 import time
 from collections.abc import Callable
@@ -115,5 +116,26 @@ class Outbox:
         self._db.close()
 
 
+def _not_serializable(obj: object) -> Any:
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+# json.dumps(envelope, separators=(",", ":"), ensure_ascii=False), without building an encoder
+# for every event (json.dumps does, given options): this runs once per event, at 50,000 a second.
+# No circular-reference check: an envelope holds fresh dicts and lists made by events.envelope.
+# (The C encoder is private to the json module, and absent from typeshed: found with getattr.)
+_make_c_encoder = getattr(json_encoder, "c_make_encoder", None)
+_c_escape = getattr(json_encoder, "c_encode_basestring", None)
+_c_encoder: Any = (
+    None
+    if _make_c_encoder is None or _c_escape is None
+    else _make_c_encoder(None, _not_serializable, _c_escape, None, ":", ",", False, False, True)
+)
+_py_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def encode_line(envelope: dict[str, Any]) -> str:
-    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
+    """The envelope as one JSON line (no newline): compact, UTF-8 kept as is."""
+    if _c_encoder is None:
+        return _py_encode(envelope)
+    return "".join(_c_encoder(envelope, 0))

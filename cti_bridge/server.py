@@ -55,6 +55,11 @@ class EventBus:
     With an outbox, events are first written to SQLite (batched once per loop
     iteration, or at :meth:`flush`) and only then delivered to clients and
     sinks, so a client that reconnects with ``since`` misses nothing.
+
+    Fan-out is per batch, not per event: each event is encoded once, and each
+    client gets the lines it subscribes to as one ``bytes`` per flush (clients
+    that want the same events share it), so a flush costs one queue append and
+    at most one write per client however many events it holds.
     """
 
     def __init__(self, wall_clock: Callable[[], float] = time.time, outbox: Outbox | None = None) -> None:
@@ -63,7 +68,8 @@ class EventBus:
         self.seq = outbox.last_seq() if outbox is not None else 0
         self._clients: set[Session] = set()
         self._sinks: list[Sink] = []
-        self._pending: list[tuple[int, str, float, str, dict[str, Any]]] = []
+        self._pending: list[tuple[int, str, float, str]] = []  # outbox rows not yet written
+        self._pending_envs: list[dict[str, Any]] = []  # their envelopes, for the sinks
         self._unwritten: list[tuple[int, str, float, str]] = []  # rows a failed write left behind
         self._flush_handle: asyncio.Handle | None = None
 
@@ -77,9 +83,10 @@ class EventBus:
         env = envelope(self.seq, event, wall)
         line = encode_line(env)
         if self.outbox is None:
-            self._deliver(env["event"], line, env)
+            self._deliver([env["event"]], [line], [env])
             return env
-        self._pending.append((self.seq, env["event"], wall, line, env))
+        self._pending.append((self.seq, env["event"], wall, line))
+        self._pending_envs.append(env)
         if self._flush_handle is None:
             try:
                 self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
@@ -98,9 +105,10 @@ class EventBus:
             self._flush_handle = None
         if not self._pending:
             return
-        batch, self._pending = self._pending, []
+        batch, envs = self._pending, self._pending_envs
+        self._pending, self._pending_envs = [], []
         assert self.outbox is not None
-        rows = self._unwritten + [(seq, name, wall, line) for seq, name, wall, line, _ in batch]
+        rows = self._unwritten + batch if self._unwritten else batch
         try:
             self.outbox.write(rows)
             self._unwritten = []
@@ -108,21 +116,36 @@ class EventBus:
             # keep serving: deliver live, keep the rows to write on the next flush
             self._unwritten = rows[-MAX_UNWRITTEN:]
             log.error("cti_outbox_write_failed", error=str(exc), unwritten=len(self._unwritten))
-        for _seq, name, _wall, line, env in batch:
-            self._deliver(name, line, env)
+        self._deliver([row[1] for row in batch], [row[3] for row in batch], envs)
 
-    def _deliver(self, name: str, line: str, env: dict[str, Any]) -> None:
-        data: bytes | None = None
-        for client in list(self._clients):
-            if client.subscription.wants(name):
-                if data is None:
-                    data = (line + "\n").encode()
-                client.send_line(data)
-        for sink in self._sinks:
-            try:
-                sink(env)
-            except Exception:  # a broken sink must not stop the others or the call
-                log.exception("event_sink_failed", event=name)
+    def _deliver(self, names: list[str], lines: list[str], envs: list[dict[str, Any]]) -> None:
+        """Fan a batch out, in seq order: to every subscribed client, then to the sinks."""
+        if self._clients:
+            kinds = list(dict.fromkeys(names))  # the batch's distinct event names, in order
+            everything: bytes | None = None
+            some: dict[tuple[bool, ...], tuple[bytes, int]] = {}  # per distinct partial subscription
+            for client in list(self._clients):
+                wants = client.subscription.wants
+                if all(map(wants, kinds)):
+                    if everything is None:
+                        everything = ("\n".join(lines) + "\n").encode()
+                    client.send_lines(everything, len(lines))
+                    continue
+                mask = tuple(map(wants, kinds))
+                if any(mask):
+                    picked = some.get(mask)
+                    if picked is None:
+                        wanted = {name for name, yes in zip(kinds, mask, strict=True) if yes}
+                        chosen = [line for name, line in zip(names, lines, strict=True) if name in wanted]
+                        picked = some[mask] = (("\n".join(chosen) + "\n").encode(), len(chosen))
+                    client.send_lines(*picked)
+        if self._sinks:
+            for name, env in zip(names, envs, strict=True):
+                for sink in self._sinks:
+                    try:
+                        sink(env)
+                    except Exception:  # a broken sink must not stop the others or the call
+                        log.exception("event_sink_failed", event=name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +194,8 @@ class SessionLimits:
     close_grace: float = 2.0  # seconds to deliver session.closed before the connection is cut
 
 
-#: Sends a batch of ``\n``-terminated lines to the peer; waits while the peer is slow.
+#: Sends a batch to the peer, in order; waits while the peer is slow. Each item holds one or
+#: more whole ``\n``-terminated lines (a flush's events for one client come as one item).
 Send = Callable[[list[bytes]], Awaitable[None]]
 #: The next request (one line or one WebSocket message), or None when the peer has gone.
 Receive = Callable[[], Awaitable[bytes | None]]
@@ -179,7 +203,8 @@ Receive = Callable[[], Awaitable[bytes | None]]
 
 class Session:
     """One client, whatever carries it (TCP, TLS, WebSocket): token, subscription,
-    request budget, and a bounded queue of outgoing lines."""
+    request budget, and a bounded queue of outgoing lines (``limits.max_queued`` lines, held
+    as the chunks they were queued in)."""
 
     def __init__(self, peer: str, transport: str, limits: SessionLimits, now: float) -> None:
         self.peer = peer  # "address:port"
@@ -188,7 +213,8 @@ class Session:
         self.subscription = Subscription()
         self.token: Token | None = None
         self.auth_failures = 0
-        self._lines: deque[bytes] = deque()
+        self._chunks: deque[bytes] = deque()  # queued, not yet handed to the transport
+        self._queued = 0  # lines in _chunks
         self._wake = asyncio.Event()
         self.ended = asyncio.Event()  # set by close()
         self.closing: str | None = None
@@ -203,17 +229,24 @@ class Session:
         self.send_line((json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n").encode())
 
     def send_line(self, line: bytes) -> None:
+        self.send_lines(line, 1)
+
+    def send_lines(self, data: bytes, count: int) -> None:
+        """Queue ``count`` whole ``\n``-terminated lines held in ``data``. The session ends as a
+        slow consumer when the queue would exceed ``limits.max_queued`` lines."""
         if self.closing:
             return
-        if len(self._lines) >= self.limits.max_queued:
+        if self._queued + count > self.limits.max_queued:
             self.close("slow_consumer")
             return
-        self._lines.append(line)
-        if not self._wake.is_set():
+        self._chunks.append(data)
+        self._queued += count
+        if len(self._chunks) == 1:  # empty -> non-empty: the pump is (or will be) waiting
             self._wake.set()
 
     def backlog(self) -> int:
-        return len(self._lines)
+        """Lines queued and not yet handed to the transport."""
+        return self._queued
 
     def spend(self, now: float) -> bool:
         """Take one request from the token bucket; False when the client floods."""
@@ -231,10 +264,13 @@ class Session:
         if self.closing is None:
             self.closing = reason
             if reason == "slow_consumer":
-                self._lines.clear()  # the client is behind anyway; let the reason reach it first
-            self._lines.append(
+                # the client is behind anyway; let the reason reach it first
+                self._chunks.clear()
+                self._queued = 0
+            self._chunks.append(
                 (json.dumps({"event": "session.closed", "data": {"reason": reason}}) + "\n").encode()
             )
+            self._queued += 1
             self._wake.set()
             self.ended.set()
 
@@ -243,13 +279,15 @@ class Session:
             self.close("auth_timeout")
 
     async def pump(self, send: Send) -> None:
-        """Writes queued lines in order; ends when the session is closed and drained."""
+        """Writes queued lines in order, everything queued at once; ends when the session is
+        closed and drained."""
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._lines:
-                batch = list(self._lines)
-                self._lines.clear()
+            while self._chunks:
+                batch = list(self._chunks)
+                self._chunks.clear()
+                self._queued = 0
                 await send(batch)
             if self.closing:
                 return
@@ -376,8 +414,8 @@ class CtiServer:
         peer = "{}:{}".format(*writer.get_extra_info("peername")[:2])
         session = self.new_session(peer, transport)
 
-        async def send(lines: list[bytes]) -> None:
-            writer.writelines(lines)
+        async def send(chunks: list[bytes]) -> None:
+            writer.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
             await writer.drain()
 
         async def receive() -> bytes | None:
@@ -568,10 +606,11 @@ class CtiServer:
         while client.closing is None:
             self.bus.flush()
             rows = outbox.read_after(cursor, REPLAY_CHUNK)
-            for seq, name, line in rows:
-                if client.subscription.wants(name):
-                    client.send_line((line + "\n").encode())
-                cursor = seq
+            wanted = [line for _seq, name, line in rows if client.subscription.wants(name)]
+            if wanted:
+                client.send_lines(("\n".join(wanted) + "\n").encode(), len(wanted))
+            if rows:
+                cursor = rows[-1][0]
             if len(rows) < REPLAY_CHUNK:
                 # everything published so far is durable and was read in this same
                 # step (no await since the flush): going live now leaves no gap
