@@ -115,11 +115,11 @@ def main() -> None:
             if code != 0:
                 print(f"  SIPp exit {code}: {sipp.summary()}")
             if not ms:
-                print(f"{n:>7} no samples")
+                print(f"{n:>8} no samples")
                 continue
             print(
-                f"{n:>7} {len(results):>6} {matched:>8} {statistics.median(ms):>8.1f} "
-                f"{pct(ms, 0.99):>8.1f} {max(ms):>8.1f} {cpu:>6.1f}"
+                f"{n:>8} {len(results):>8} {matched:>8} {statistics.median(ms):>8.1f} "
+                f"{pct(ms, 0.99):>8.1f} {max(ms):>8.1f} {cpu:>8.1f}"
             )
     finally:
         server.stop()
