@@ -324,6 +324,7 @@ class CallEar:
             confidence=round(result.confidence, 3),
             decode_ms=round(1000 * result.decode_seconds, 1),
             end=reason or result.reason,
+            nbest=[] if self.secure else [[a.text, round(a.score, 2)] for a in result.nbest[:5]],
         )
         self._drop()
         self._report(
@@ -333,6 +334,7 @@ class CallEar:
                 option=result.option,
                 text=result.text,
                 confidence=result.confidence,
+                nbest=tuple((a.text, a.score) for a in result.nbest),
             )
         )
 

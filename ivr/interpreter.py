@@ -86,6 +86,7 @@ class SpeechRecognized:
     status: str = "match"  # match, no_match, no_input, transcript, timeout, error, unavailable
     option: str | None = None  # the grammar value the recognizer chose (status match)
     confidence: float | None = None  # 0..1
+    nbest: tuple[tuple[str, float], ...] = ()  # (text, score) best first, for logs and tuning
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
