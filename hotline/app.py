@@ -300,6 +300,7 @@ class Server:
             rate=config.prompts.tts_rate,
             clock_rate=config.sip.clock_rate,
             voices=config.prompts.tts_voices,
+            workers=config.prompts.tts_workers,
         )
         sip = config.sip
         public = sip.public_host or ("127.0.0.1" if sip.host == "0.0.0.0" else sip.host)
@@ -399,6 +400,7 @@ class Server:
                 self.watcher.prime()
                 self.watcher.start()
             self.tts.start()
+            self._spawn(self.tts.warm())  # workers up before the first caller needs one
             await self.cti.start()
             if self.mqtt is not None:
                 self.mqtt.start()

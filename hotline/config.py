@@ -146,6 +146,7 @@ class PromptsConfig:
     tts_voice: str = "en"  # espeak-ng voice
     tts_rate: int = 160  # words per minute
     tts_voices: dict[str, str] = field(default_factory=dict)  # language -> espeak-ng voice
+    tts_workers: int = 2  # synthesis processes (one engine each): dynamic prompts of many calls at once
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ import hashlib
 import io
 import multiprocessing
 import threading
+import time
 import wave
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -63,6 +64,15 @@ def _render(text: str, voice: str, rate: int, clock_rate: int, out: str) -> str:
     return out
 
 
+def _warm(voice: str, rate: int, raw: str) -> None:
+    """Runs in a fresh worker: start its engine with one tiny render, then stay busy a moment so
+    the next warm-up job lands in another worker (the pool spawns workers on demand)."""
+    with contextlib.suppress(Exception):
+        _espeak_to_wav("a", voice, rate, raw)
+    Path(raw).unlink(missing_ok=True)
+    time.sleep(0.3)
+
+
 def _espeak_to_wav(text: str, voice: str, rate: int, raw: str) -> tuple[int, Any]:
     """One pyttsx3 render: (sample rate, int16 samples); RuntimeError if it came out empty."""
     import numpy as np
@@ -103,8 +113,10 @@ class Synthesizer:
         rate: int,
         clock_rate: int,
         voices: Mapping[str, str] | None = None,
+        workers: int = 2,
     ) -> None:
         self.cache_dir = cache_dir
+        self.workers = max(1, workers)  # worker processes, one pyttsx3 engine each (not thread safe)
         self.voice = voice  # espeak-ng voice for English and for prompts without a language
         self.rate = rate  # words per minute
         self.clock_rate = clock_rate  # Hz: WAVs are written at the call clock, no resampling at play
@@ -118,7 +130,26 @@ class Synthesizer:
         if not self.failure_tone.exists():
             write_tone(self.failure_tone, rate=self.clock_rate)
         # spawn: a fork of a process that holds pjsua2 and an event loop is unsafe
-        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        self._pool = ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
+        )
+
+    async def warm(self) -> None:
+        """Spawn every worker and start its engine now, not in the first calls' prompts (a
+        spawn plus pyttsx3.init costs about a second)."""
+        if self._pool is None:
+            self.start()
+        assert self._pool is not None
+        loop = asyncio.get_running_loop()
+        jobs = [
+            loop.run_in_executor(
+                self._pool, _warm, self.voice, self.rate, str(self.cache_dir / f".warm-{i}.wav")
+            )
+            for i in range(self.workers)
+        ]
+        for job in jobs:
+            with contextlib.suppress(Exception):
+                await job
 
     def stop(self) -> None:
         if self._pool is not None:
