@@ -49,6 +49,7 @@ MAX_STEPS_WITHOUT_INPUT = 64  # a flow that jumps this often without waiting is 
 MAX_SUBFLOW_DEPTH = 8  # subflows calling subflows deeper than this hang up (flow_loop)
 MASK = "****"  # what secure digits look like in every event and record
 SURVEY_KEYS = "12345"
+INTERRUPT_OPTION = "!interrupt"  # grammar value of the flow's spoken interrupt phrases in a Listen
 SPEECH_RESULT_GRACE = 3.0  # seconds after the longest utterance within which a result must come
 MAX_UTTERANCE = 10.0  # seconds: the adapter's endpointer cuts an utterance off here (config default)
 
@@ -1030,6 +1031,12 @@ class CallInterpreter:
                 grammar, secure = g, sec
             case CollectNode(secure=sec):
                 digits, secure = True, sec
+        if grammar is not None and not secure:
+            # spoken keyword interrupts must be in the grammar to be heard at all
+            said = {p for ps in grammar.values() for p in ps}
+            extra = tuple(dict.fromkeys(p for p in self._interrupt_phrases() if p not in said))
+            if extra:
+                grammar = {**grammar, INTERRUPT_OPTION: extra}
         self._token += 1
         self._listening = self._token
         out.append(
@@ -1042,6 +1049,10 @@ class CallInterpreter:
                 barge_in=barge_in,
             )
         )
+
+    def _interrupt_phrases(self) -> list[str]:
+        flows = [self.flow] if self.flow is self.root else [self.flow, self.root]
+        return [p for flow in flows for i in flow.interrupts for p in i.phrases]
 
     def _stop_listening(self, out: list[Output]) -> None:
         if self._listening is not None:

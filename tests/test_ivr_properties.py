@@ -193,7 +193,8 @@ def test_random_valid_flows_never_crash_and_never_leak_secure_digits(
                 assert o.input == "****"
         for key, value in interp.secrets.items():
             assert value not in repr([o for o in published if not isinstance(o, it.PlayPrompt)])
-            assert interp.variables[key] == "****"
+            # masked; a later set/survey node may reuse the variable, but never with the digits
+            assert interp.variables[key] == "****" or str(interp.variables[key]) != value
 
 
 YAMLISH = st.recursive(

@@ -90,7 +90,8 @@ def test_a_speech_menu_listens_during_an_interruptible_prompt() -> None:
     play, listen = of(out, it.PlayPrompt)[0], of(out, it.Listen)[0]
     assert play.prompt.text == "say or press" and play.interruptible
     assert listen.barge_in and listen.language == "ko" and not listen.digits
-    assert listen.grammar == {"1": ("이",), "2": ("아니요",)}
+    # the flow's spoken interrupt phrases join the grammar, or a recognizer could never hear them
+    assert listen.grammar == {"1": ("이",), "2": ("아니요",), it.INTERRUPT_OPTION: ("상담원",)}
     # barge-in: speech starts while the prompt plays -> the prompt stops, the timer gives way
     out = interp.handle(it.SpeechStarted(token=listen.token), 1.0)
     assert of(out, it.StopPrompt) == [it.StopPrompt(token=play.token)]
@@ -186,7 +187,7 @@ def test_a_secure_speech_node_masks_what_was_said_and_pauses_the_recording() -> 
 def test_a_keyword_interrupt_can_be_spoken() -> None:
     interp, out = start(SPEECH_ON)
     listen = of(out, it.Listen)[0]
-    out = interp.handle(it.SpeechRecognized(token=listen.token, status="no_match", text="상담원 연결"), 1.0)
+    out = interp.handle(match(listen, it.INTERRUPT_OPTION, text="상담원"), 1.0)
     (hit,) = of(out, ivr.IvrInterrupted)
     assert hit.to == "operator" and interp.phase is it.Phase.QUEUED
 
