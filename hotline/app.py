@@ -31,7 +31,7 @@ from telephony import events as tev
 from . import events as hev
 from . import outbound, profiles, reload, retention, servicecode
 from .config import Config
-from .speech import CallEar, SpeechService
+from .speech import CallEar, SpeechService, vocabulary_warnings
 from .store import CallStore
 
 log = structlog.get_logger("hotline")
@@ -287,6 +287,7 @@ class Server:
         )
         self.recordings = config.path(config.recordings.directory)
         self.speech: SpeechService | None = None
+        self._vocabulary_warned: set[str] = set()
         if config.speech.models:  # no [speech.models]: no recognizer, every input is DTMF
             models = {
                 lang: spec if spec.startswith("package:") else str(config.path(spec))
@@ -476,6 +477,7 @@ class Server:
         self.flows = dict(flows)  # replaced, never changed in place: live calls hold the old dict
         self.flow = self.flows[self.config.flows.main]
         self.bus.publish(event)
+        self._check_vocabulary()
 
     def _now(self) -> float:
         assert self._loop is not None
@@ -578,10 +580,22 @@ class Server:
 
     def _speech_changed(self) -> None:
         """A model loaded, or the overload alert changed: tell every call still in its IVR."""
+        self._check_vocabulary()
         values = {"speech": self._speech_variables()}
         for s in list(self.calls.values()):
             if s.phase == "ivr":
                 self._feed_variables(s, values)
+
+    def _check_vocabulary(self) -> None:
+        """Warn (file:line) about flow phrases the loaded models cannot recognize, once each."""
+        if self.speech is None:
+            return
+        for d in vocabulary_warnings(self.flows.values(), self.speech.knows):
+            if str(d) not in self._vocabulary_warned:
+                self._vocabulary_warned.add(str(d))
+                log.warning(
+                    "flow_speech_warning", file=d.loc.file, line=d.loc.line, code=d.code, message=str(d)
+                )
 
     def _listen(self, s: CallSession, action: ivr.Listen) -> None:
         if self.speech is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from .config import ConfigError, load_config
 
@@ -44,6 +45,29 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _vocabulary(config: Any, flows: Any) -> list[Any]:
+    """Load the configured models and warn about flow phrases they cannot recognize."""
+    from telephony import asr
+
+    from .speech import vocabulary_warnings
+
+    registry = asr.ModelRegistry()
+    statuses = registry.load(
+        {k: v if v.startswith("package:") else str(config.path(v)) for k, v in config.speech.models.items()}
+    )
+    for st in statuses.values():
+        if st.state != "loaded":
+            print(f"hotline: speech model {st.language!r} not checked: {st.reason}", file=sys.stderr)
+
+    def knows(language: str, word: str) -> bool | None:
+        st = statuses.get(language)
+        if st is None or st.state != "loaded":
+            return None
+        return bool(registry.model(language).vosk_model_find_word(word) >= 0)
+
+    return vocabulary_warnings(flows.values(), knows)
+
+
 def _validate(args: argparse.Namespace) -> int:
     """Validate flows as one set (subflows resolve across files); exit 1 on any error."""
     import ivr
@@ -74,6 +98,11 @@ def _validate(args: argparse.Namespace) -> int:
     _flows, diagnostics = ivr.compile_flow_set(
         sources, known_queues=queues, known_skills=skills, known_prompts=prompts
     )
+    if args.models:
+        if args.config is None:
+            print("hotline: --models needs --config (the [speech.models] to check against)", file=sys.stderr)
+            return 2
+        diagnostics = diagnostics + _vocabulary(config, _flows)
     for d in diagnostics:
         print(d)
     errors += sum(1 for d in diagnostics if d.severity == "error")
@@ -133,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     val = sub.add_parser("validate", help="check flow files; warnings print, errors exit 1")
     val.add_argument("paths", nargs="+", help="flow files or directories of *.yaml")
     val.add_argument("--config", default=None, help="also check queue names against this config")
+    val.add_argument(
+        "--models", action="store_true", help="also load [speech.models] and check every spoken phrase"
+    )
     val.set_defaults(func=_validate)
     schema = sub.add_parser("schema", help="print the JSON Schema of the flow language (for editors)")
     schema.set_defaults(func=_schema)

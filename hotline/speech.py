@@ -13,7 +13,7 @@ import collections
 import concurrent.futures
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,30 @@ log = structlog.get_logger("speech")
 
 FRAME_BYTES = 320  # 20 ms at 8 kHz, 16-bit mono
 PRE_ROLL = 0.3  # seconds of audio before the detected start that go to the recognizer too
+
+
+def vocabulary_warnings(
+    flows: Iterable[ivr.Flow], knows: Callable[[str, str], bool | None]
+) -> list[ivr.Diagnostic]:
+    """Phrases with words the flow's language model does not know, as file:line warnings.
+    ``knows(language, word)`` is None when that language has no loaded model (not checked)."""
+    out: list[ivr.Diagnostic] = []
+    for flow in flows:
+        for loc, phrase in ivr.spoken_phrases(flow):
+            unknown = [w for w in phrase.split() if knows(flow.language, w) is False]
+            if unknown:
+                out.append(
+                    ivr.Diagnostic(
+                        loc,
+                        "speech.unknown_word",
+                        f"phrase '{phrase}': the {flow.language!r} model does not know "
+                        f"{', '.join(repr(w) for w in unknown)}, so no caller can say it",
+                        "use words the model knows (grammar words must be in its vocabulary), "
+                        "or configure a model that has them: hotline models list --load",
+                        severity="warning",
+                    )
+                )
+    return out
 
 
 class SpeechService:
@@ -89,6 +113,15 @@ class SpeechService:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------ decisions
+    def knows(self, language: str, word: str) -> bool | None:
+        st = self.statuses.get(language)
+        if st is None or st.state != "loaded":
+            return None
+        try:
+            return bool(self.registry.model(language).vosk_model_find_word(word) >= 0)
+        except asr.AsrError:
+            return None
+
     def languages(self) -> list[str]:
         """Languages whose speech input is on now (model loaded, not overloaded)."""
         if self.governor.overloaded:
@@ -133,10 +166,23 @@ class SpeechService:
             min_confidence=c.min_confidence,
         )
         if listen.digits:
-            return asr.digit_grammar(listen.language, **knobs)
-        if listen.grammar is None:
+            options: dict[str, list[str]] = {
+                k: list(v) for k, v in asr.digit_grammar(listen.language).options.items()
+            }
+        elif listen.grammar is None:
             return None
-        return asr.Grammar(options={k: list(v) for k, v in listen.grammar.items()}, **knobs)
+        else:
+            options = {k: list(v) for k, v in listen.grammar.items()}
+        # a phrase the model cannot know would make Vosk refuse the whole grammar: leave it out
+        # (the flow check already warned about it with file:line) and keep the rest
+        known = {
+            k: [p for p in v if all(self.knows(listen.language, w) is not False for w in p.split())]
+            for k, v in options.items()
+        }
+        known = {k: v for k, v in known.items() if v}
+        if not known:
+            raise asr.GrammarError(f"no phrase of this input is in the {listen.language!r} model")
+        return asr.Grammar(options=known, sequence=listen.digits, **knobs)
 
     def endpoint_config(self, transcription: bool) -> asr.EndpointConfig:
         c = self.config

@@ -48,7 +48,7 @@ from .interpreter import (
     Transfer,
     VariablesUpdated,
 )
-from .tools import json_schema, mermaid
+from .tools import json_schema, mermaid, spoken_phrases
 
 
 def build_interpreter(
@@ -120,4 +120,5 @@ __all__ = [
     "load_flow",
     "load_flow_set",
     "mermaid",
+    "spoken_phrases",
 ]

