@@ -212,6 +212,7 @@ YAMLISH = st.recursive(
             "lookup",
             "queue",
             "hangup",
+            "speech",
             "goto",
             "a",
             "b",
