@@ -289,11 +289,7 @@ class Server:
         self.speech: SpeechService | None = None
         self._vocabulary_warned: set[str] = set()
         if config.speech.models:  # no [speech.models]: no recognizer, every input is DTMF
-            models = {
-                lang: spec if spec.startswith("package:") else str(config.path(spec))
-                for lang, spec in config.speech.models.items()
-            }  # paths relative to the config file, like every other path
-            speech = dataclasses.replace(config.speech, models=models)
+            speech = dataclasses.replace(config.speech, models=config.speech_models())
             self.speech = SpeechService(speech, self.bus.publish, self._speech_changed)
         self.tts = telephony.Synthesizer(
             config.path(config.prompts.tts_cache),

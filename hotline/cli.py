@@ -45,6 +45,19 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_flow_sources(files: list[Path]) -> tuple[dict[str, str], int]:
+    """Path -> text of each flow file; an unreadable one is printed as a diagnostic and counted."""
+    sources: dict[str, str] = {}
+    unreadable = 0
+    for f in files:
+        try:
+            sources[str(f)] = f.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"{f}:1:1: flow.unreadable: cannot read the flow: {exc}")
+            unreadable += 1
+    return sources, unreadable
+
+
 def _vocabulary(config: Any, flows: Any) -> list[Any]:
     """Load the configured models and warn about flow phrases they cannot recognize."""
     from telephony import asr
@@ -52,9 +65,7 @@ def _vocabulary(config: Any, flows: Any) -> list[Any]:
     from .speech import vocabulary_warnings
 
     registry = asr.ModelRegistry()
-    statuses = registry.load(
-        {k: v if v.startswith("package:") else str(config.path(v)) for k, v in config.speech.models.items()}
-    )
+    statuses = registry.load(config.speech_models())
     for st in statuses.values():
         if st.state != "loaded":
             print(f"hotline: speech model {st.language!r} not checked: {st.reason}", file=sys.stderr)
@@ -87,14 +98,7 @@ def _validate(args: argparse.Namespace) -> int:
     files: list[Path] = []
     for p in map(Path, args.paths):
         files.extend(sorted(p.glob("*.yaml")) if p.is_dir() else [p])
-    sources: dict[str, str] = {}
-    errors = 0
-    for f in files:
-        try:
-            sources[str(f)] = f.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            print(f"{f}:1:1: flow.unreadable: cannot read the flow: {exc}")
-            errors += 1
+    sources, errors = read_flow_sources(files)
     _flows, diagnostics = ivr.compile_flow_set(
         sources, known_queues=queues, known_skills=skills, known_prompts=prompts
     )

@@ -245,6 +245,13 @@ class Config:
         p = Path(value).expanduser()
         return p if p.is_absolute() else self.base_dir / p
 
+    def speech_models(self) -> dict[str, str]:
+        """[speech.models] with model paths made relative to the config file (package:NAME as is)."""
+        return {
+            lang: spec if spec.startswith("package:") else str(self.path(spec))
+            for lang, spec in self.speech.models.items()
+        }
+
 
 def _build(cls: type[Any], table: Any, where: str) -> Any:
     if not isinstance(table, dict):

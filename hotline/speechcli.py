@@ -150,20 +150,14 @@ def _prompts_build(args: argparse.Namespace) -> int:
     import ivr
 
     from .app import known_skills, prompt_ids
+    from .cli import read_flow_sources
 
     config = _config(args.config)
     if config is None:
         return 2
     prompt_dirs = [config.path(d) for d in config.prompts.directories]
     directory = config.path(config.flows.directory)
-    sources: dict[str, str] = {}
-    unreadable = 0
-    for f in sorted(directory.glob("*.yaml")):
-        try:
-            sources[str(f)] = f.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            print(f"{f}:1:1: flow.unreadable: cannot read the flow: {exc}")
-            unreadable += 1
+    sources, unreadable = read_flow_sources(sorted(directory.glob("*.yaml")))
     flows, diagnostics = ivr.compile_flow_set(
         sources,
         known_queues=[q.name for q in config.acd.queues],
@@ -219,11 +213,12 @@ def _models_list(args: argparse.Namespace) -> int:
         return 0
     # Without --load, a loader that loads nothing: the registry's own presence check decides.
     registry = ModelRegistry() if args.load else ModelRegistry(loader=lambda path: path)
-    statuses = registry.load(models)
+    resolved = config.speech_models()  # relative paths: from the config file's folder
+    statuses = registry.load(resolved)
     bad = 0
     for lang, spec in models.items():
         status = statuses[lang]
-        found = resolve_model_dir(spec)
+        found = resolve_model_dir(resolved[lang])
         directory = str(found) if found is not None else "(package not installed)"
         if status.state != "loaded":
             bad += 1
