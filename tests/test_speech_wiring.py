@@ -105,6 +105,15 @@ def ear_for(svc: SpeechService, call_id: str, audio: np.ndarray, reports: list) 
     )
 
 
+async def hear(ear: CallEar, reports: list, want: int = 2, timeout: float = 5.0) -> None:
+    """Listen with LISTEN until ``want`` reports came (or ``timeout``), then close the ear."""
+    ear.listen(LISTEN)
+    deadline = time.monotonic() + timeout
+    while len(reports) < want and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    await ear.close()
+
+
 LISTEN = ivr.Listen(token=7, language="ko", grammar={"1": ("이",), "2": ("아니요",)}, barge_in=True)
 
 
@@ -113,11 +122,7 @@ async def test_the_ear_reports_speech_start_then_one_result(tmp_path: Path) -> N
     svc, _, _ = service(tmp_path, registry)
     reports: list = []
     ear = ear_for(svc, "c1", utterance(), reports)
-    ear.listen(LISTEN)
-    deadline = time.monotonic() + 5
-    while len(reports) < 2 and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    await ear.close()
+    await hear(ear, reports)
     assert reports[0] == ivr.SpeechStarted(token=7)
     assert reports[1] == ivr.SpeechRecognized(token=7, status="match", option="1", text="이", confidence=0.9)
     assert len(reports) == 2
@@ -163,11 +168,7 @@ async def test_a_recognizer_that_never_answers_still_ends_the_turn(tmp_path: Pat
     svc, _, _ = service(tmp_path, registry, result_timeout=0.3)
     reports: list = []
     ear = ear_for(svc, "c3", utterance(), reports)
-    ear.listen(LISTEN)
-    deadline = time.monotonic() + 5
-    while len(reports) < 2 and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    await ear.close()
+    await hear(ear, reports)
     assert isinstance(reports[1], ivr.SpeechRecognized) and reports[1].status == "timeout"
     svc.stop()
 
