@@ -166,7 +166,7 @@ class SpeechConfig:
     workers: int = 2  # recognizer threads (Vosk releases the GIL)
     result_timeout: float = 1.5  # seconds a final result may take after the end of speech
     audio_dir: str = "/dev/shm/hotline"  # tmpfs: where each call's ear is recorded and tailed
-    poll_interval: float = 0.02  # seconds between reads of the ear file
+    poll_interval: float = 0.01  # seconds between reads of the ear file
 
 
 @dataclass(frozen=True, slots=True)

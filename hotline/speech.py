@@ -353,10 +353,8 @@ class CallEar:
         rec, token = self.recognizer, self.token
         if rec is None:
             return
-        if self._pending:
-            chunk, self._pending = b"".join(self._pending), []
-            await rec.accept(chunk)
-        result = await rec.finish()
+        chunk, self._pending = b"".join(self._pending), []
+        result = await rec.finish(chunk)
         if token == self.token:
             self._finish(token, result, reason)
 

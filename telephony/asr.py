@@ -683,13 +683,22 @@ class AsyncRecognizer:
             self._failed = await self._run(self._rec.accept, pcm8k, timeout=self.feed_timeout)
         return self._failed is None
 
-    async def finish(self) -> AsrResult:
+    async def finish(self, last: bytes = b"") -> AsrResult:
+        """The final result; ``last`` is audio still to feed, decoded in the same worker job
+        (one trip through the executor queue instead of two at the end of an utterance)."""
         if self._failed is not None:
             return self._failed
         async with self._lock:
             loop = asyncio.get_running_loop()
             t0 = loop.time()
-            fut = loop.run_in_executor(self._executor, self._rec.finish)
+            rec = self._rec
+
+            def feed_and_finish() -> AsrResult:
+                if last:
+                    rec.accept(last)
+                return rec.finish()
+
+            fut = loop.run_in_executor(self._executor, feed_and_finish)
             try:
                 return await asyncio.wait_for(fut, self.final_timeout)
             except TimeoutError:
