@@ -30,6 +30,7 @@ log = structlog.get_logger("speech")
 
 FRAME_BYTES = 320  # 20 ms at 8 kHz, 16-bit mono
 PRE_ROLL = 0.3  # seconds of audio before the detected start that go to the recognizer too
+ROTATE_BYTES = 1_000_000  # ~62 s of 8 kHz audio: the next Listen starts a fresh ear file
 
 
 def vocabulary_warnings(
@@ -234,6 +235,8 @@ class CallEar:
     # ------------------------------------------------------------- commands
     def listen(self, action: ivr.Listen) -> None:
         self._drop()
+        if self.tail is not None and self.tail.bytes_read > ROTATE_BYTES:
+            self._close_ear()  # a long IVR: start a fresh file rather than fill tmpfs
         if self.tail is None:
             try:
                 self._start_ear(self.path)
@@ -242,7 +245,10 @@ class CallEar:
                 self._report(ivr.SpeechRecognized(token=action.token, status="unavailable", text=""))
                 return
             self.tail = WavTail(self.path)
-            self.task = asyncio.get_running_loop().create_task(self._poll())
+            self.t0, self._audio_s, self._partial = None, 0.0, b""
+            self._pre.clear()
+            if self.task is None:
+                self.task = asyncio.get_running_loop().create_task(self._poll())
         if not self.service.admit():
             self.log.info("speech_refused", reason="overload")
             self._report(ivr.SpeechRecognized(token=action.token, status="unavailable", text=""))
@@ -274,6 +280,9 @@ class CallEar:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.task
             self.task = None
+        self._close_ear()
+
+    def _close_ear(self) -> None:
         if self.tail is not None:
             self._stop_ear()
             self.tail.close()
@@ -306,7 +315,8 @@ class CallEar:
                     self._report(ivr.SpeechRecognized(token=token, status="error", text=""))
 
     async def _step(self) -> None:
-        assert self.tail is not None
+        if self.tail is None:
+            return
         data = self.tail.read()
         if not data:
             return

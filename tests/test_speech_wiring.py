@@ -60,11 +60,14 @@ def recorder(path: Path, audio: np.ndarray, speed: float = 4.0) -> threading.Thr
     """Write ``audio`` to ``path`` as pjmedia's recorder does: header first, then 20 ms
     frames, here ``speed`` times faster than real time."""
 
+    w = wave.open(str(path), "wb")  # noqa: SIM115  (closed by the writer thread; created now, as createRecorder does)
+    w.setnchannels(1)
+    w.setsampwidth(2)
+    w.setframerate(8000)
+
     def run() -> None:
-        with wave.open(str(path), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(8000)
+        with w:
+            w.writeframesraw(b"")
             w._file.flush()  # type: ignore[attr-defined]
             for i in range(0, len(audio), 160):
                 w.writeframesraw(audio[i : i + 160].tobytes())
@@ -223,3 +226,38 @@ nodes:
     assert (warning.loc.file, warning.loc.line, warning.severity) == ("flows/f.yaml", 10, "warning")
     assert "xyzzy" in warning.message and "hotline models list" in warning.hint
     assert vocabulary_warnings([flow], lambda lang, word: None) == []  # no model: not checked
+
+
+async def test_a_long_ivr_starts_a_fresh_ear_file(tmp_path: Path, monkeypatch: Any) -> None:
+    import structlog
+
+    from hotline import speech
+
+    monkeypatch.setattr(speech, "ROTATE_BYTES", 4000)  # a quarter second instead of a minute
+    registry = FakeRegistry(asr.AsrResult(status="no_input"))
+    svc, _, _ = service(tmp_path, registry)
+    starts: list[Path] = []
+    stops: list[int] = []
+
+    def start(path: Path) -> None:
+        starts.append(path)
+        recorder(path, np.zeros(8000, dtype="<i2"), speed=8.0)
+
+    ear = CallEar(
+        svc,
+        "long",
+        start_ear=start,
+        stop_ear=lambda: stops.append(1),
+        report=lambda event: None,
+        log=structlog.get_logger("test"),
+    )
+    ear.listen(LISTEN)
+    deadline = time.monotonic() + 5
+    while (ear.tail is None or ear.tail.bytes_read <= 4000) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    ear.listen(ivr.Listen(token=8, language="ko", grammar={"1": ("이",)}))  # over the limit: rotate
+    assert len(starts) == 2 and stops == [1] and ear.tail is not None and ear.tail.bytes_read == 0
+    ear.listen(ivr.Listen(token=9, language="ko", grammar={"1": ("이",)}))  # under it: same file
+    assert len(starts) == 2
+    await ear.close()
+    assert stops == [1, 1] and not ear.path.exists()
