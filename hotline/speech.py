@@ -12,6 +12,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -85,7 +86,18 @@ class SpeechService:
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        self.audio_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.audio_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # no tmpfs there: a disk folder works, a little slower
+            fallback = Path(tempfile.gettempdir()) / "hotline-ears"
+            log.warning(
+                "speech_audio_dir_unusable",
+                audio_dir=str(self.audio_dir),
+                error=str(exc),
+                using=str(fallback),
+            )
+            self.audio_dir = fallback
+            self.audio_dir.mkdir(parents=True, exist_ok=True)
         self.loading = asyncio.get_running_loop().create_task(self._load())
 
     async def _load(self) -> None:

@@ -261,3 +261,13 @@ async def test_a_long_ivr_starts_a_fresh_ear_file(tmp_path: Path, monkeypatch: A
     assert len(starts) == 2
     await ear.close()
     assert stops == [1, 1] and not ear.path.exists()
+
+
+async def test_an_unusable_audio_dir_falls_back_to_a_temp_folder(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the folder should be")
+    config = SpeechConfig(audio_dir=str(blocker / "ears"))
+    svc = SpeechService(config, lambda event: None, lambda: None)
+    svc.start()  # warns, does not raise: the server still starts
+    assert svc.audio_dir.is_dir() and blocker not in svc.audio_dir.parents
+    svc.stop()
