@@ -277,6 +277,7 @@ class CallEar:
             rec, self.service.executor, final_timeout=self.service.config.result_timeout
         )
         self.token, self.secure = action.token, action.secure
+        self.speech_started_at = None
         self.endpointer = asr.Endpointer(self.service.endpoint_config(transcription=grammar is None))
         self._speaking = False
         self._pending = []
@@ -323,8 +324,13 @@ class CallEar:
                 self.log.error("speech_ear_error", error=f"{type(exc).__name__}: {exc}")
                 token = self.token
                 self._drop()
+                # stop polling a broken file (one error, not one every 10 ms); the next
+                # Listen opens a fresh ear
+                self._close_ear()
+                self.task = None
                 if token:
                     self._report(ivr.SpeechRecognized(token=token, status="error", text=""))
+                return
 
     async def _step(self) -> None:
         if self.tail is None:

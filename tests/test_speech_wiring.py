@@ -271,3 +271,35 @@ async def test_an_unusable_audio_dir_falls_back_to_a_temp_folder(tmp_path: Path)
     svc.start()  # warns, does not raise: the server still starts
     assert svc.audio_dir.is_dir() and blocker not in svc.audio_dir.parents
     svc.stop()
+
+
+async def test_a_broken_ear_file_ends_the_turn_once_and_the_next_listen_reopens_it(tmp_path: Path) -> None:
+    import structlog
+
+    registry = FakeRegistry(asr.AsrResult(status="no_input"))
+    svc, _, _ = service(tmp_path, registry)
+    reports: list = []
+    opened: list[Path] = []
+
+    def start(path: Path) -> None:
+        opened.append(path)
+        path.write_bytes(b"RIFF\x00\x00\x00\x00JUNKnot a wave file at all" if len(opened) == 1 else b"")
+
+    ear = CallEar(
+        svc,
+        "broken",
+        start_ear=start,
+        stop_ear=lambda: None,
+        report=reports.append,
+        log=structlog.get_logger("test"),
+    )
+    ear.listen(LISTEN)
+    deadline = time.monotonic() + 3
+    while not reports and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)
+    assert reports == [ivr.SpeechRecognized(token=7, status="error", text="")]  # once, not per poll
+    assert ear.task is None and ear.tail is None and svc.governor.live == 0
+    ear.listen(ivr.Listen(token=8, language="ko", grammar={"1": ("이",)}))
+    assert len(opened) == 2 and ear.task is not None
+    await ear.close()
