@@ -288,6 +288,7 @@ class Server:
         self.recordings = config.path(config.recordings.directory)
         self.speech: SpeechService | None = None
         self._vocabulary_warned: set[str] = set()
+        self._speech_change_pending = False
         if config.speech.models:  # no [speech.models]: no recognizer, every input is DTMF
             speech = dataclasses.replace(config.speech, models=config.speech_models())
             self.speech = SpeechService(speech, self.bus.publish, self._speech_changed)
@@ -575,7 +576,14 @@ class Server:
         return {"languages": self.speech.languages(), "max_utterance": self.config.speech.max_utterance}
 
     def _speech_changed(self) -> None:
-        """A model loaded, or the overload alert changed: tell every call still in its IVR."""
+        """A model loaded, or the overload alert changed: tell every call still in its IVR.
+        Deferred to the next loop turn: this can be called while a call's actions run."""
+        if not self._speech_change_pending and self._loop is not None:
+            self._speech_change_pending = True
+            self._loop.call_soon(self._apply_speech_change)
+
+    def _apply_speech_change(self) -> None:
+        self._speech_change_pending = False
         self._check_vocabulary()
         values = {"speech": self._speech_variables()}
         for s in list(self.calls.values()):
