@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from telephony.tts import Synthesizer
+
 from .helpers import CtiClient, HotlineProcess, free_port, until
 from .peers import Sipp, dtmf_keys, korean_speech, speech_timeline, write_audio_pcap
 from .test_cti_schema import validate_events
@@ -204,8 +206,6 @@ nodes:
 
 
 async def test_a_missing_model_still_serves_calls_with_keys_only(tmp_path: Path) -> None:
-    from telephony.tts import Synthesizer
-
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "spoken.yaml").write_text(DTMF_FLOW)
@@ -243,3 +243,61 @@ async def test_a_missing_model_still_serves_calls_with_keys_only(tmp_path: Path)
     tts = Synthesizer(server.workdir / "tts", voice="en", rate=160, clock_rate=8000)
     assert tts.cached("Press one.", "ko").exists()
     assert not tts.cached("Say yes, or press one.", "ko").exists()
+
+
+async def test_overload_falls_back_to_keys_and_raises_then_clears_the_alert(tmp_path: Path) -> None:
+    """max_recognizers = 1: while one caller is being listened to, a second caller gets the
+    keys-only prompt and presses 1; alert.raised then alert.cleared (asr.overload) on the CTI."""
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "spoken.yaml").write_text(DTMF_FLOW)
+    server = HotlineProcess(
+        workdir=tmp_path / "hotline",
+        agents=[],
+        flows_dir=flows,
+        main_flow="spoken",
+        extra_toml=SPEECH.replace("[speech]\n", "[speech]\nmax_recognizers = 1\nclear_hold = 0.0\n"),
+    ).start()
+    until(lambda: b'"speech_model_loaded"' in server.log_path.read_bytes(), 60, what="the Korean model")
+    client = await CtiClient.session(server)
+    talker = Sipp(
+        "caller_speech",
+        tmp_path,
+        remote=f"127.0.0.1:{server.sip_port}",
+        service="hotline",
+        keys={
+            "caller": "talker",
+            "speech_pcap": pcap(tmp_path, "talker", [(4.0, "이")], 5.5),
+            "talk_ms": 8000,
+        },
+    ).start()
+    raised = await client.wait_event("alert.raised", timeout=20, code="asr.overload")
+    presser = Sipp(
+        "caller_dtmf",
+        tmp_path,
+        remote=f"127.0.0.1:{server.sip_port}",
+        service="hotline",
+        keys={"caller": "presser", "dtmf_delay": 2000, "talk_ms": 3000, **dtmf_keys("1", tmp_path)},
+    ).start()
+    for p in (talker, presser):
+        assert await asyncio.to_thread(p.wait, 60) == 0, p.summary()
+    cleared = await client.wait_event("alert.cleared", timeout=20, code="asr.overload")
+    await client.wait_for(lambda: sum(e["event"] == "call.ended" for e in client.events) >= 2, 20)
+    events = client.events
+    await client.close()
+    assert server.stop() == 0
+    validate_events(events)
+    assert raised["seq"] < cleared["seq"]
+    assert "DTMF only" in raised["data"]["message"] and raised["data"]["limit"] == 1
+    call_of = {e["data"]["caller"]: e["call_id"] for e in events if e["event"] == "call.offered"}
+    modes = {
+        name: [
+            (e["data"]["mode"], e["data"]["result"])
+            for e in events
+            if e["event"] == "ivr.input" and e["call_id"] == cid
+        ]
+        for name, cid in call_of.items()
+    }
+    assert modes == {"talker": [("speech", "match")], "presser": [("dtmf", "match")]}, modes
+    tts = Synthesizer(server.workdir / "tts", voice="en", rate=160, clock_rate=8000)
+    assert tts.cached("Press one.", "ko").exists()  # the presser heard the keys-only prompt
