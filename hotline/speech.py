@@ -338,14 +338,13 @@ class CallEar:
         data = self.tail.read()
         if not data:
             return
-        now = time.perf_counter()
+        start = time.perf_counter() - (self.tail.frames_read / 8000.0)
+        self.t0 = start if self.t0 is None else min(self.t0, start)  # before the frames use it
         data = self._partial + data
         whole = len(data) - len(data) % FRAME_BYTES
         data, self._partial = data[:whole], data[whole:]
         for i in range(0, len(data), FRAME_BYTES):
             await self._frame(data[i : i + FRAME_BYTES])
-        start = now - (self.tail.frames_read / 8000.0)
-        self.t0 = start if self.t0 is None else min(self.t0, start)
         rec, token = self.recognizer, self.token
         if rec is not None and self._pending:
             chunk, self._pending = b"".join(self._pending), []
