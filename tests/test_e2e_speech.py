@@ -79,19 +79,27 @@ def pcap(tmp: Path, name: str, parts: list[tuple[float, str]], total: float) -> 
     return str(write_audio_pcap(tmp / f"{name}.pcap", audio))
 
 
-async def test_callers_speak_barge_in_and_mumble_to_a_human(tmp_path: Path) -> None:
+def speech_server(
+    tmp_path: Path, flow: str, extra_toml: str, agents: list[dict] | None = None
+) -> HotlineProcess:
+    """The real server on ``flow`` (the main flow "spoken") with ``extra_toml`` appended."""
     flows = tmp_path / "flows"
     flows.mkdir()
-    (flows / "spoken.yaml").write_text(FLOW)
-    agent_port = free_port()
-    agent = Sipp("agent_uas", tmp_path, local_port=agent_port, rtp_echo=True, timeout=120).start()
-    server = HotlineProcess(
+    (flows / "spoken.yaml").write_text(flow)
+    return HotlineProcess(
         workdir=tmp_path / "hotline",
-        agents=[{"id": "1001", "skills": [], "contact": f"sip:1001@127.0.0.1:{agent_port}"}],
+        agents=agents or [],
         flows_dir=flows,
         main_flow="spoken",
-        extra_toml=SPEECH,
+        extra_toml=extra_toml,
     ).start()
+
+
+async def test_callers_speak_barge_in_and_mumble_to_a_human(tmp_path: Path) -> None:
+    agent_port = free_port()
+    agent = Sipp("agent_uas", tmp_path, local_port=agent_port, rtp_echo=True, timeout=120).start()
+    agents = [{"id": "1001", "skills": [], "contact": f"sip:1001@127.0.0.1:{agent_port}"}]
+    server = speech_server(tmp_path, FLOW, SPEECH, agents)
     until(lambda: b'"speech_model_loaded"' in server.log_path.read_bytes(), 60, what="the Korean model")
     client = await CtiClient.session(server)
     assert (await client.request("agent.login", agent="1001"))["ok"]
@@ -206,16 +214,7 @@ nodes:
 
 
 async def test_a_missing_model_still_serves_calls_with_keys_only(tmp_path: Path) -> None:
-    flows = tmp_path / "flows"
-    flows.mkdir()
-    (flows / "spoken.yaml").write_text(DTMF_FLOW)
-    server = HotlineProcess(
-        workdir=tmp_path / "hotline",
-        agents=[],
-        flows_dir=flows,
-        main_flow="spoken",
-        extra_toml=f'[speech.models]\nko = "{tmp_path / "no-model-here"}"\n',
-    ).start()
+    server = speech_server(tmp_path, DTMF_FLOW, f'[speech.models]\nko = "{tmp_path / "no-model-here"}"\n')
     client = await CtiClient.connect(server.cti_port)
     assert (await client.request("auth", token=server.token))["ok"]
     assert (await client.request("subscribe", events=["*"], since=0))["ok"]  # start-up events too
@@ -248,16 +247,8 @@ async def test_a_missing_model_still_serves_calls_with_keys_only(tmp_path: Path)
 async def test_overload_falls_back_to_keys_and_raises_then_clears_the_alert(tmp_path: Path) -> None:
     """max_recognizers = 1: while one caller is being listened to, a second caller gets the
     keys-only prompt and presses 1; alert.raised then alert.cleared (asr.overload) on the CTI."""
-    flows = tmp_path / "flows"
-    flows.mkdir()
-    (flows / "spoken.yaml").write_text(DTMF_FLOW)
-    server = HotlineProcess(
-        workdir=tmp_path / "hotline",
-        agents=[],
-        flows_dir=flows,
-        main_flow="spoken",
-        extra_toml=SPEECH.replace("[speech]\n", "[speech]\nmax_recognizers = 1\nclear_hold = 0.0\n"),
-    ).start()
+    overload = SPEECH.replace("[speech]\n", "[speech]\nmax_recognizers = 1\nclear_hold = 0.0\n")
+    server = speech_server(tmp_path, DTMF_FLOW, overload)
     until(lambda: b'"speech_model_loaded"' in server.log_path.read_bytes(), 60, what="the Korean model")
     client = await CtiClient.session(server)
     talker = Sipp(
