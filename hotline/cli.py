@@ -7,16 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, load_config
+from .config import load_config_or_report
 
 
 def _run(args: argparse.Namespace) -> int:
     from . import logging as hlog
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"hotline: {exc}", file=sys.stderr)
+    config = load_config_or_report(args.config)
+    if config is None:
         return 2
     hlog.configure(config.server.log_format, config.server.log_level)
 
@@ -87,10 +85,8 @@ def _validate(args: argparse.Namespace) -> int:
     if args.config is not None:
         from .app import known_skills, prompt_ids
 
-        try:
-            config = load_config(args.config)
-        except ConfigError as exc:
-            print(f"hotline: {exc}", file=sys.stderr)
+        config = load_config_or_report(args.config)
+        if config is None:
             return 2
         queues = [q.name for q in config.acd.queues]
         skills = known_skills(config)
@@ -144,10 +140,8 @@ def _audit_verify(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="hotline audit verify")
     ap.add_argument("--config", default="config.toml")
     args = ap.parse_args(argv)
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"hotline: {exc}", file=sys.stderr)
+    config = load_config_or_report(args.config)
+    if config is None:
         return 2
     ok, bad = cti_bridge.verify_audit(config.path(config.storage.database))
     if ok:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import sys
 import tomllib
 import types
 import typing
@@ -316,6 +317,15 @@ def load_config(path: str | Path) -> Config:
     config = dataclasses.replace(config, base_dir=p.resolve().parent)
     _check(config, p.name)
     return config
+
+
+def load_config_or_report(path: str | Path) -> Config | None:
+    """For commands: the config, or None after printing why it is unusable to stderr."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"hotline: {exc}", file=sys.stderr)
+        return None
 
 
 def _check(config: Config, where: str) -> None:

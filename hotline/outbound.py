@@ -46,7 +46,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import aiosqlite
 import structlog
 
-from .profiles import ImportReport, RowError, mask_number, normalize_number, open_csv
+from .profiles import ImportReport, RowError, csv_rows, mask_number, normalize_number, open_csv
 
 log = structlog.get_logger("hotline.outbound")
 
@@ -336,17 +336,8 @@ def read_csv(csv_path: Path) -> tuple[list[dict[str, str]], list[str], ImportRep
     reader, columns = opened
     rows: list[dict[str, str]] = []
     seen: dict[str, int] = {}
-    for cells in reader:
-        line = reader.line_num
-        if not any(c.strip() for c in cells):
-            continue  # blank line
-        report.rows += 1
-        if len(cells) != len(columns):
-            report.errors.append(
-                RowError(line, "", f"{len(cells)} fields, but the header has {len(columns)}")
-            )
-            continue
-        row = {c: v.strip() for c, v in zip(columns, cells, strict=True)}
+    for line, cells in csv_rows(reader, columns, report):
+        row = {c: v.strip() for c, v in cells.items()}
         number = dnc_number(row["number"])
         if number is None:
             report.errors.append(

@@ -25,7 +25,7 @@ import sqlite3
 import sys
 import time
 import urllib.parse
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -360,15 +360,9 @@ def open_csv(
     return (reader, columns) if not report.errors else None
 
 
-def read_csv(csv_path: Path, tiers: Collection[str]) -> tuple[list[dict[str, Any]], list[str], ImportReport]:
-    """Parse and validate a whole CSV file; pure apart from reading the file."""
-    report = ImportReport(str(csv_path))
-    opened = open_csv(csv_path, COLUMNS, "number,tier", lambda c: normalize_number(c) is not None, report)
-    if opened is None:
-        return [], [], report
-    reader, columns = opened
-    rows: list[dict[str, Any]] = []
-    seen: dict[str, int] = {}
+def csv_rows(reader: Any, columns: list[str], report: ImportReport) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line, column -> cell) for each data row of an opened CSV: blank lines skipped, every
+    other row counted in ``report``, and rows with the wrong number of fields reported."""
     for cells in reader:
         line = reader.line_num
         if not any(c.strip() for c in cells):
@@ -379,7 +373,20 @@ def read_csv(csv_path: Path, tiers: Collection[str]) -> tuple[list[dict[str, Any
                 RowError(line, "", f"{len(cells)} fields, but the header has {len(columns)}")
             )
             continue
-        values, errors = validate_row(dict(zip(columns, cells, strict=True)), line, tiers)
+        yield line, dict(zip(columns, cells, strict=True))
+
+
+def read_csv(csv_path: Path, tiers: Collection[str]) -> tuple[list[dict[str, Any]], list[str], ImportReport]:
+    """Parse and validate a whole CSV file; pure apart from reading the file."""
+    report = ImportReport(str(csv_path))
+    opened = open_csv(csv_path, COLUMNS, "number,tier", lambda c: normalize_number(c) is not None, report)
+    if opened is None:
+        return [], [], report
+    reader, columns = opened
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for line, cells in csv_rows(reader, columns, report):
+        values, errors = validate_row(cells, line, tiers)
         report.errors.extend(errors)
         if values is None:
             continue

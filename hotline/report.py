@@ -10,7 +10,7 @@ import sqlite3
 import sys
 from typing import Any, TextIO
 
-from .config import ConfigError, load_config
+from .config import load_config_or_report
 
 COLUMNS = [
     ("offered", "offered"),
@@ -96,10 +96,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--queue", default=None)
     ap.add_argument("--csv", action="store_true", help="CSV with raw values instead of a text table")
     args = ap.parse_args(argv)
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"hotline: {exc}", file=sys.stderr)
+    config = load_config_or_report(args.config)
+    if config is None:
         return 2
     today = dt.datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
     since = _when(args.since) if args.since else today.timestamp()

@@ -348,12 +348,10 @@ def cli_main(argv: Sequence[str]) -> int:
     run.add_argument("--days", type=int, default=None, help="override [retention] days")
     run.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
     args = parser.parse_args(list(argv))
-    from .config import ConfigError, load_config
+    from .config import load_config_or_report
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"hotline: {exc}", file=sys.stderr)
+    config = load_config_or_report(args.config)
+    if config is None:
         return 2
     days = args.days if args.days is not None else getattr(getattr(config, "retention", None), "days", 0)
     if days < 1:

@@ -10,26 +10,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from .config import Config, ConfigError, load_config
+from .config import Config, load_config_or_report
 
 if TYPE_CHECKING:
     import ivr
     import telephony
 
 MODELS_URL = "https://alphacephei.com/vosk/models"
-
-
-def _config(path: str) -> Config | None:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        print(f"hotline: {exc}", file=sys.stderr)
-        return None
 
 
 # ------------------------------------------------------------------ prompts
@@ -152,7 +143,7 @@ def _prompts_build(args: argparse.Namespace) -> int:
     from .app import known_skills, prompt_ids
     from .cli import read_flow_sources
 
-    config = _config(args.config)
+    config = load_config_or_report(args.config)
     if config is None:
         return 2
     prompt_dirs = [config.path(d) for d in config.prompts.directories]
@@ -204,7 +195,7 @@ def prompts_main(argv: list[str]) -> int:
 def _models_list(args: argparse.Namespace) -> int:
     from telephony.asr import ModelRegistry, resolve_model_dir
 
-    config = _config(args.config)
+    config = load_config_or_report(args.config)
     if config is None:
         return 2
     models = config.speech.models
