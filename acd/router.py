@@ -610,6 +610,28 @@ class Router:
             extra=frozenset(event.skills),
         )  # fmt: skip
 
+    def _entry(
+        self,
+        call_id: str,
+        queue: QueueSpec,
+        priority: int,
+        enqueued_at: float,
+        data: Mapping[str, Any],
+        **more: Any,
+    ) -> Entry:
+        """A new place in ``queue``'s line (not inserted yet), ordered by priority and age."""
+        return Entry(
+            call_id=call_id,
+            queue=queue,
+            priority=priority,
+            enqueued_at=enqueued_at,
+            order=next(self._order),
+            data=data,
+            line=self._lines[queue.name],
+            key=_line_key(queue, priority, enqueued_at),
+            **more,
+        )
+
     def _admit(
         self,
         call_id: str,
@@ -623,18 +645,8 @@ class Router:
         preferred_seconds: float = 0.0,
         extra: frozenset[str] = frozenset(),
     ) -> None:
-        line = self._lines[queue.name]
-        entry = Entry(
-            call_id=call_id,
-            queue=queue,
-            priority=priority,
-            enqueued_at=now,
-            order=next(self._order),
-            data=data,
-            line=line,
-            key=_line_key(queue, priority, now),
-            extra=extra,
-        )
+        entry = self._entry(call_id, queue, priority, now, data, extra=extra)
+        line = entry.line
         full = queue.max_waiting is not None and len(line.held) >= queue.max_waiting
         self._entries[call_id] = entry
         line.held[call_id] = entry
@@ -1025,19 +1037,8 @@ class Router:
         restored: bool = False,
     ) -> None:
         """A callback made directly (CTI) or restored: it is offered, but never overflows."""
-        line = self._lines[queue.name]
-        entry = Entry(
-            call_id=call_id,
-            queue=queue,
-            priority=priority,
-            enqueued_at=enqueued_at,
-            order=next(self._order),
-            data=data,
-            line=line,
-            key=_line_key(queue, priority, enqueued_at),
-            number=number,
-            cb_attempts=attempts,
-        )
+        entry = self._entry(call_id, queue, priority, enqueued_at, data, number=number, cb_attempts=attempts)
+        line = entry.line
         self._entries[call_id] = entry
         line.held[call_id] = entry
         line.counts.offered += 1

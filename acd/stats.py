@@ -377,12 +377,16 @@ class Statistics:
         a.cum.ring_failed += 1
         a.cur.ring_failed += 1
 
+    def _left_line(self, call_id: str, queue: str) -> _Queue:
+        """The queue tally of a caller leaving its line (answered or abandoned)."""
+        q = self._waiting_in.pop(call_id, None)
+        if q is None:
+            return self._queue(queue)
+        q.waiting.pop(call_id, None)
+        return q
+
     def _connected(self, e: ev.CallConnected, now: float) -> None:
-        q = self._waiting_in.pop(e.call_id, None)
-        if q is not None:
-            q.waiting.pop(e.call_id, None)
-        else:
-            q = self._queue(e.queue)
+        q = self._left_line(e.call_id, e.queue)
         wait = e.wait_seconds
         in_sl = wait <= self._threshold
         for t in (q.cum, q.cur):
@@ -399,11 +403,7 @@ class Statistics:
         a.talk_start = now
 
     def _abandoned(self, e: ev.CallAbandoned, now: float) -> None:
-        q = self._waiting_in.pop(e.call_id, None)
-        if q is not None:
-            q.waiting.pop(e.call_id, None)
-        else:
-            q = self._queue(e.queue)
+        q = self._left_line(e.call_id, e.queue)
         wait = e.wait_seconds
         if wait < self._short:
             q.cum.short_abandoned += 1
