@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import importlib.util
 import json
 import math
@@ -631,19 +632,7 @@ class Recognizer:
         result = decide(self._segments, self._grammar)
         took = time.perf_counter() - t0
         self.busy_seconds += took
-        return _replace_decode(result, took)
-
-
-def _replace_decode(result: AsrResult, seconds: float) -> AsrResult:
-    return AsrResult(
-        status=result.status,
-        option=result.option,
-        text=result.text,
-        confidence=result.confidence,
-        nbest=result.nbest,
-        reason=result.reason,
-        decode_seconds=seconds,
-    )
+        return dataclasses.replace(result, decode_seconds=took)
 
 
 class _Blocking(Protocol):
