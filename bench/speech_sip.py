@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.helpers import HotlineProcess, until  # noqa: E402  (after sys.path)
-from tests.peers import Sipp, korean_speech, speech_timeline, write_audio_pcap  # noqa: E402
+from tests.peers import dial, korean_speech, speech_timeline, write_audio_pcap  # noqa: E402
 
 FLOW = """
 flow: bench_speech
@@ -101,11 +101,10 @@ def main() -> None:
         for n in [int(x) for x in args.callers.split(",")]:
             seen = len(server.log_events())
             cpu0, t0 = cpu_seconds(server.proc.pid), time.monotonic()
-            sipp = Sipp(
+            sipp = dial(
+                server,
                 "caller_speech",
                 work,
-                remote=f"127.0.0.1:{server.sip_port}",
-                service="hotline",
                 calls=n,
                 rate=max(1.0, n / 2.0),
                 keys={"caller": "bench", "speech_pcap": str(pcap), "talk_ms": int(total * 1000) + 1000},

@@ -718,3 +718,9 @@ class Baresip:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def dial(server: Any, scenario: str, workdir: Path, **kw: Any) -> Sipp:
+    """A SIPp caller (not started yet) running ``scenario`` against ``server`` (a
+    HotlineProcess), calling its service number."""
+    return Sipp(scenario, workdir, remote=f"{LOCALHOST}:{server.sip_port}", service="hotline", **kw)

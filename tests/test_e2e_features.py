@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from .helpers import ROOT, CtiClient, HotlineProcess, free_port
-from .peers import Sipp, dtmf_keys
+from .peers import Sipp, dial, dtmf_keys
 from .test_cti_schema import validate_events
 
 pytestmark = pytest.mark.sip
@@ -56,11 +56,10 @@ async def test_profile_service_code_and_hot_reload(tmp_path: Path) -> None:
                 return [e for e in client.events if e["event"] == "recording.ready"]
 
             before = len(ended())
-            caller = Sipp(
+            caller = dial(
+                server,
                 "caller_dtmf",
                 tmp_path,
-                remote=f"127.0.0.1:{server.sip_port}",
-                service="hotline",
                 keys={"caller": "5551234", "dtmf_delay": 3000, "talk_ms": 2500, **dtmf_keys("1", tmp_path)},
             ).start()
             assert caller.wait(60) == 0, caller.summary()
@@ -148,11 +147,10 @@ async def test_callback_keeps_the_place_and_calls_the_customer_back(tmp_path: Pa
     client = await CtiClient.session(server)
     try:
         # nobody is logged in: the wait is long, the caller takes the callback offer and hangs up
-        caller = Sipp(
+        caller = dial(
+            server,
             "caller_dtmf",
             tmp_path,
-            remote=f"127.0.0.1:{server.sip_port}",
-            service="hotline",
             keys={"caller": "5550123", "dtmf_delay": 3500, "talk_ms": 8000, **dtmf_keys("1", tmp_path)},
         ).start()
         requested = await client.wait_event("callback.requested", timeout=20)
@@ -219,11 +217,10 @@ async def test_overflow_to_a_flow_node_and_to_a_callback(tmp_path: Path) -> None
     client = await CtiClient.session(server)
     try:
         for digit in ("1", "2"):
-            caller = Sipp(
+            caller = dial(
+                server,
                 "caller_dtmf",
                 tmp_path,
-                remote=f"127.0.0.1:{server.sip_port}",
-                service="hotline",
                 keys={
                     "caller": "5550999",
                     "dtmf_delay": 2500,
@@ -276,11 +273,10 @@ async def test_a_returning_caller_gets_the_agent_who_served_them(tmp_path: Path)
         assert (await client.request("agent.not_ready", agent="1002", reason="x"))["ok"]
         assert (await client.request("agent.ready", agent="1002"))["ok"]  # now 1001 idles longest
         for n in range(2):
-            caller = Sipp(
+            caller = dial(
+                server,
                 "caller_dtmf",
                 tmp_path,
-                remote=f"127.0.0.1:{server.sip_port}",
-                service="hotline",
                 keys={"caller": "5551212", "dtmf_delay": 3000, "talk_ms": 2000, **dtmf_keys("1", tmp_path)},
                 name=f"caller_{n}",
             ).start()
@@ -383,11 +379,10 @@ async def test_a_caller_who_dropped_resumes_their_place(tmp_path: Path) -> None:
     client = await CtiClient.session(server, events=["call.*", "ivr.*"])
     try:
         for n, digit in enumerate(("2", "1")):  # first: into the queue, then give up; then: resume
-            caller = Sipp(
+            caller = dial(
+                server,
                 "caller_hangup_early",
                 tmp_path,
-                remote=f"127.0.0.1:{server.sip_port}",
-                service="hotline",
                 keys={
                     "caller": "5553434",
                     "dtmf_delay": 3000,
@@ -418,11 +413,10 @@ async def test_a_pending_callback_survives_a_restart(tmp_path: Path) -> None:
     server = HotlineProcess(workdir=tmp_path / "hotline", agents=[], flows_dir=flows)
     server.start()
     client = await CtiClient.session(server, events=["callback.*", "call.ended"])
-    caller = Sipp(
+    caller = dial(
+        server,
         "caller_dtmf",
         tmp_path,
-        remote=f"127.0.0.1:{server.sip_port}",
-        service="hotline",
         keys={"caller": "5550456", "dtmf_delay": 3500, "talk_ms": 8000, **dtmf_keys("1", tmp_path)},
     ).start()
     requested = await client.wait_event("callback.requested", timeout=20)
@@ -484,11 +478,10 @@ async def test_post_call_survey_after_the_agent_hangs_up(tmp_path: Path) -> None
         assert (await client.request("agent.login", agent="1001"))["ok"]
         assert (await client.request("agent.ready", agent="1001"))["ok"]
         # the caller keys 4 about 8 s in: after the agent's 2 s talk, during the survey prompt
-        caller = Sipp(
+        caller = dial(
+            server,
             "caller_dtmf",
             tmp_path,
-            remote=f"127.0.0.1:{server.sip_port}",
-            service="hotline",
             keys={"caller": "5557878", "dtmf_delay": 8000, "talk_ms": 8000, **dtmf_keys("4", tmp_path)},
         ).start()
         answered = await client.wait_event("ivr.survey_answered", timeout=40)
@@ -556,11 +549,10 @@ async def test_http_lookup_routes_by_crm_data_and_falls_back(tmp_path: Path) -> 
     client = await CtiClient.session(server, events=["call.*", "agent.*"])
     try:
         for number in ("5551000", "5552000"):
-            caller = Sipp(
+            caller = dial(
+                server,
                 "caller_hangup_early",
                 tmp_path,
-                remote=f"127.0.0.1:{server.sip_port}",
-                service="hotline",
                 keys={"caller": number, "dtmf_delay": 2000, "hangup_ms": 500, **dtmf_keys("1", tmp_path)},
                 name=f"caller_{number}",
             ).start()
@@ -601,11 +593,10 @@ async def test_a_queue_node_can_ask_for_extra_skills(tmp_path: Path) -> None:
         for a in ("1001", "1002"):  # 1001 idles longest
             assert (await client.request("agent.login", agent=a))["ok"]
             assert (await client.request("agent.ready", agent=a))["ok"]
-        caller = Sipp(
+        caller = dial(
+            server,
             "caller_dtmf",
             tmp_path,
-            remote=f"127.0.0.1:{server.sip_port}",
-            service="hotline",
             keys={"dtmf_delay": 1000, "talk_ms": 2000, **dtmf_keys("1", tmp_path)},
         ).start()
         offered = await client.wait_event("agent.offered", timeout=20)
@@ -627,11 +618,10 @@ async def test_voicemail_records_the_caller_and_hands_it_over(tmp_path: Path) ->
     server = HotlineProcess(workdir=tmp_path / "hotline", agents=[], flows_dir=flows).start()
     client = await CtiClient.session(server)
     try:
-        caller = Sipp(
+        caller = dial(
+            server,
             "caller_hangup_early",
             tmp_path,
-            remote=f"127.0.0.1:{server.sip_port}",
-            service="hotline",
             keys={"dtmf_delay": 1500, "hangup_ms": 3000, **dtmf_keys("1", tmp_path)},
         ).start()
         assert caller.wait(60) == 0, caller.summary()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from .helpers import CtiClient, HotlineProcess, free_port
-from .peers import Sipp, dtmf_keys
+from .peers import Sipp, dial, dtmf_keys
 from .test_cti_schema import validate_events
 
 pytestmark = pytest.mark.sip
@@ -56,11 +56,10 @@ async def run_call(tmp_path: Path, keys: str) -> tuple[HotlineProcess, CtiClient
     client = await CtiClient.session(server)
     assert (await client.request("agent.login", agent="1001"))["ok"]
     assert (await client.request("agent.ready", agent="1001"))["ok"]
-    caller = Sipp(
+    caller = dial(
+        server,
         "caller_dtmf",
         tmp_path,
-        remote=f"127.0.0.1:{server.sip_port}",
-        service="hotline",
         keys={"caller": "5557777", "dtmf_delay": 2500, "talk_ms": 4000, **dtmf_keys(keys, tmp_path)},
     ).start()
     assert caller.wait(90) == 0, caller.summary()

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from .helpers import CtiClient, HotlineProcess, free_port
-from .peers import Baresip, Sipp, dtmf_keys
+from .peers import Baresip, Sipp, dial, dtmf_keys
 from .test_cti_schema import validate_events
 
 pytestmark = pytest.mark.sip
@@ -92,11 +92,10 @@ async def test_call_reaches_agent_with_events_recording_and_record(cti: Any, tmp
     agent_port = free_port()
     agent_sipp = Sipp("agent_uas", tmp_path, local_port=agent_port, rtp_echo=True).start()
     server, client = await cti([agent("1001", agent_port)])
-    caller = Sipp(
+    caller = dial(
+        server,
         "caller_dtmf",
         tmp_path,
-        remote=f"127.0.0.1:{server.sip_port}",
-        service="hotline",
         keys={"caller": "5551234", "dtmf_delay": 3500, "talk_ms": 6000, **dtmf_keys("1", tmp_path)},
     ).start()
     assert caller.wait(60) == 0, caller.summary()
@@ -179,11 +178,10 @@ async def test_unanswered_agent_then_next_agent_answers(cti: Any, tmp_path: Path
     answering = Sipp("agent_uas", tmp_path, local_port=answer_port, rtp_echo=True).start()
     # the silent agent has been idle longest, so it is rung first
     server, client = await cti([agent("1001", silent_port), agent("1002", answer_port)])
-    caller = Sipp(
+    caller = dial(
+        server,
         "caller_dtmf",
         tmp_path,
-        remote=f"127.0.0.1:{server.sip_port}",
-        service="hotline",
         keys={"dtmf_delay": 3500, "talk_ms": 12000, **dtmf_keys("1", tmp_path)},
     ).start()
     connected = await client.wait_event("call.connected", timeout=40)
@@ -201,11 +199,10 @@ async def test_unanswered_agent_then_next_agent_answers(cti: Any, tmp_path: Path
 async def test_caller_hangs_up_while_queued_is_abandoned(cti: Any, tmp_path: Path) -> None:
     """Over SIP/TCP this time; nobody is logged in, so the caller waits and gives up."""
     server, client = await cti([])
-    caller = Sipp(
+    caller = dial(
+        server,
         "caller_hangup_early",
         tmp_path,
-        remote=f"127.0.0.1:{server.sip_port}",
-        service="hotline",
         transport="tcp",
         keys={"dtmf_delay": 3500, "hangup_ms": 3000, **dtmf_keys("1", tmp_path)},
     ).start()
@@ -226,11 +223,10 @@ async def test_sip_info_dtmf_and_baresip_softphone_answers(cti: Any, tmp_path: P
     phone = Baresip(tmp_path, user="1002").start()
     try:
         server, client = await cti([{"id": "1002", "skills": ["support"], "contact": phone.contact}])
-        caller = Sipp(
+        caller = dial(
+            server,
             "caller_info_dtmf",
             tmp_path,
-            remote=f"127.0.0.1:{server.sip_port}",
-            service="hotline",
             keys={"dtmf_delay": 3500, "digit": 2, "talk_ms": 6000},
         ).start()
         assert caller.wait(60) == 0, caller.summary()
@@ -258,9 +254,7 @@ async def test_blind_transfer_sends_refer_and_ends_our_leg(tmp_path: Path) -> No
     ).start()
     client = await CtiClient.session(server, events=["call.*"])
     try:
-        caller = Sipp(
-            "caller_refer", tmp_path, remote=f"127.0.0.1:{server.sip_port}", service="hotline"
-        ).start()
+        caller = dial(server, "caller_refer", tmp_path).start()
         assert caller.wait(30) == 0, caller.summary()  # it checked Refer-To and got our BYE
         ended = await client.wait_event("call.ended")
         assert ended["data"]["cause"] == "transferred"
@@ -271,11 +265,10 @@ async def test_blind_transfer_sends_refer_and_ends_our_leg(tmp_path: Path) -> No
 
 async def test_sigterm_with_calls_up_ends_them_and_exits_cleanly(cti: Any, tmp_path: Path) -> None:
     server, client = await cti([])
-    callers = Sipp(
+    callers = dial(
+        server,
         "caller_dtmf",
         tmp_path,
-        remote=f"127.0.0.1:{server.sip_port}",
-        service="hotline",
         calls=3,
         rate=10,
         keys={"dtmf_delay": 2500, "talk_ms": 30000, **dtmf_keys("1", tmp_path)},
@@ -317,11 +310,10 @@ async def test_garbage_on_sip_and_cti_does_not_stop_service(cti: Any, tmp_path: 
     assert (await other.request("auth", token=server.token))["ok"]  # still usable
     await other.close()
     await asyncio.sleep(0.2)
-    caller = Sipp(
+    caller = dial(
+        server,
         "caller_dtmf",
         tmp_path,
-        remote=f"127.0.0.1:{server.sip_port}",
-        service="hotline",
         keys={"dtmf_delay": 3000, "talk_ms": 3000, **dtmf_keys("1", tmp_path)},
     ).start()
     assert caller.wait(60) == 0, caller.summary()
@@ -352,11 +344,10 @@ async def test_cti_call_commands_on_a_live_call(cti: Any, tmp_path: Path) -> Non
             {"id": "1002", "skills": ["support"], "contact": f"sip:1002@127.0.0.1:{port2}"},
         ]
     )
-    caller = Sipp(
+    caller = dial(
+        server,
         "caller_dtmf",
         tmp_path,
-        remote=f"127.0.0.1:{server.sip_port}",
-        service="hotline",
         keys={"dtmf_delay": 3000, "talk_ms": 40000, **dtmf_keys("1", tmp_path)},
     ).start()
     connected = await client.wait_event("call.connected", timeout=30)
@@ -422,11 +413,10 @@ async def test_manual_answer_by_cti(tmp_path: Path) -> None:
     server = HotlineProcess(workdir=tmp_path / "hotline", agents=[], auto_answer=False).start()
     client = await CtiClient.session(server, events=["call.*"])
     try:
-        caller = Sipp(
+        caller = dial(
+            server,
             "caller_hangup_early",
             tmp_path,
-            remote=f"127.0.0.1:{server.sip_port}",
-            service="hotline",
             keys={"dtmf_delay": 1000, "hangup_ms": 1000, **dtmf_keys("1", tmp_path)},
         ).start()
         offered = await client.wait_event("call.offered", timeout=20)

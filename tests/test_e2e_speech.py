@@ -29,7 +29,7 @@ import pytest
 from telephony.tts import Synthesizer
 
 from .helpers import CtiClient, HotlineProcess, free_port, until
-from .peers import Sipp, dtmf_keys, korean_speech, speech_timeline, write_audio_pcap
+from .peers import Sipp, dial, dtmf_keys, korean_speech, speech_timeline, write_audio_pcap
 from .test_cti_schema import validate_events
 
 pytestmark = pytest.mark.sip
@@ -113,11 +113,10 @@ async def test_callers_speak_barge_in_and_mumble_to_a_human(tmp_path: Path) -> N
     }
     talk = {"speaks": 20000, "barges": 12000, "mumbles": 16000}
     procs = [
-        Sipp(
+        dial(
+            server,
             "caller_speech",
             tmp_path,
-            remote=f"127.0.0.1:{server.sip_port}",
-            service="hotline",
             keys={"caller": name, "speech_pcap": path, "talk_ms": talk[name]},
             timeout=90,
         ).start()
@@ -220,11 +219,10 @@ async def test_a_missing_model_still_serves_calls_with_keys_only(tmp_path: Path)
     assert (await client.request("subscribe", events=["*"], since=0))["ok"]  # start-up events too
     alert = await client.wait_event("alert.raised", code="asr.model_missing")
     assert "ko" in alert["data"]["message"] and "hotline models install ko" in alert["data"]["message"]
-    caller = Sipp(
+    caller = dial(
+        server,
         "caller_dtmf",
         tmp_path,
-        remote=f"127.0.0.1:{server.sip_port}",
-        service="hotline",
         keys={"caller": "5550001", "dtmf_delay": 3000, "talk_ms": 3000, **dtmf_keys("1", tmp_path)},
     ).start()
     assert await asyncio.to_thread(caller.wait, 60) == 0, caller.summary()
@@ -251,11 +249,10 @@ async def test_overload_falls_back_to_keys_and_raises_then_clears_the_alert(tmp_
     server = speech_server(tmp_path, DTMF_FLOW, overload)
     until(lambda: b'"speech_model_loaded"' in server.log_path.read_bytes(), 60, what="the Korean model")
     client = await CtiClient.session(server)
-    talker = Sipp(
+    talker = dial(
+        server,
         "caller_speech",
         tmp_path,
-        remote=f"127.0.0.1:{server.sip_port}",
-        service="hotline",
         keys={
             "caller": "talker",
             "speech_pcap": pcap(tmp_path, "talker", [(4.0, "이")], 5.5),
@@ -263,11 +260,10 @@ async def test_overload_falls_back_to_keys_and_raises_then_clears_the_alert(tmp_
         },
     ).start()
     raised = await client.wait_event("alert.raised", timeout=20, code="asr.overload")
-    presser = Sipp(
+    presser = dial(
+        server,
         "caller_dtmf",
         tmp_path,
-        remote=f"127.0.0.1:{server.sip_port}",
-        service="hotline",
         keys={"caller": "presser", "dtmf_delay": 2000, "talk_ms": 3000, **dtmf_keys("1", tmp_path)},
     ).start()
     for p in (talker, presser):
