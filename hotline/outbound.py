@@ -46,7 +46,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import aiosqlite
 import structlog
 
-from .profiles import ImportReport, RowError, csv_rows, mask_number, normalize_number, open_csv
+from .profiles import (
+    ImportReport,
+    RowError,
+    csv_rows,
+    mask_number,
+    normalize_number,
+    open_csv,
+    open_sync,
+    upsert_all,
+)
 
 log = structlog.get_logger("hotline.outbound")
 
@@ -316,11 +325,7 @@ def local_time(now_wall: float, tz: dt.tzinfo | None) -> dt.datetime:
 
 # ------------------------------------------------------------------ CSV and CLI adapters
 def _open_sync(db_path: Path) -> sqlite3.Connection:
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(db_path, timeout=10.0, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.executescript(SCHEMA)
-    return conn
+    return open_sync(db_path, SCHEMA)
 
 
 def _iso(now_wall: float) -> str:
@@ -372,25 +377,11 @@ def import_csv(db_path: str | Path, csv_path: str | Path, *, now_wall: float) ->
         f"ON CONFLICT(number) DO UPDATE SET {', '.join(sets)}"
     )
     stamp = _iso(now_wall)
-    conn = _open_sync(Path(db_path))
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            known = {r[0] for r in conn.execute("SELECT number FROM dnc")}
-            for row in rows:
-                source = row.get("source") or f"csv:{path.name}"
-                conn.execute(sql, (row["number"], stamp, source, row.get("note", "")))
-                if row["number"] in known:
-                    report.updated += 1
-                else:
-                    report.inserted += 1
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            report.inserted = report.updated = 0
-            raise
-    finally:
-        conn.close()
+    params = (
+        (row["number"], (row["number"], stamp, row.get("source") or f"csv:{path.name}", row.get("note", "")))
+        for row in rows
+    )
+    upsert_all(_open_sync(Path(db_path)), "dnc", sql, params, report)
     return report
 
 

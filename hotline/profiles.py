@@ -306,12 +306,45 @@ class ImportReport:
         return "\n".join([head, *lines[:limit], *tail])
 
 
-def _open_sync(db_path: Path) -> sqlite3.Connection:
+def open_sync(db_path: Path, schema: str) -> sqlite3.Connection:
+    """A blocking connection for the CLI imports (autocommit, WAL), with ``schema`` applied."""
     db_path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(db_path, timeout=10.0, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.executescript(SCHEMA)
+    conn.executescript(schema)
     return conn
+
+
+def _open_sync(db_path: Path) -> sqlite3.Connection:
+    return open_sync(db_path, SCHEMA)
+
+
+def upsert_all(
+    conn: sqlite3.Connection,
+    table: str,
+    sql: str,
+    rows: Iterable[tuple[str, Sequence[Any]]],
+    report: ImportReport,
+) -> None:
+    """Run ``sql`` for every (number, parameters) in one transaction, counting in ``report``
+    which numbers were new to ``table`` and which were updated; all or nothing."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            known = {r[0] for r in conn.execute(f"SELECT number FROM {table}")}
+            for number, params in rows:
+                conn.execute(sql, params)
+                if number in known:
+                    report.updated += 1
+                else:
+                    report.inserted += 1
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            report.inserted = report.updated = 0
+            raise
+    finally:
+        conn.close()
 
 
 def _utc_now() -> str:
@@ -420,24 +453,8 @@ def import_csv(
         f"ON CONFLICT(number) DO UPDATE SET "
         + ", ".join(f"{c} = excluded.{c}" for c in [*cols[1:], "updated_at"])
     )
-    conn = _open_sync(Path(db_path))
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            known = {r[0] for r in conn.execute("SELECT number FROM caller_profiles")}
-            for row in rows:
-                conn.execute(sql, [*(row[c] for c in cols), stamp])
-                if row["number"] in known:
-                    report.updated += 1
-                else:
-                    report.inserted += 1
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            report.inserted = report.updated = 0
-            raise
-    finally:
-        conn.close()
+    params = ((row["number"], [*(row[c] for c in cols), stamp]) for row in rows)
+    upsert_all(_open_sync(Path(db_path)), "caller_profiles", sql, params, report)
     return report
 
 
