@@ -285,6 +285,7 @@ class Statistics:
         step = config.interval
         self._interval_start = config.origin + math.floor((now - config.origin) / step) * step
         self._interval_end = self._interval_start + step
+        self._tallied_from = now  # seconds: the open interval's tallies began here (a start-up mid-interval)
         self._closed: list[IntervalRow] = []
         self._closed_agents: list[AgentIntervalRow] = []
         self._dispatch: dict[type, Callable[[Any, float], None]] = {
@@ -495,20 +496,32 @@ class Statistics:
         a.since = now
 
     # ----------------------------------------------------------- intervals
+    def close_open_interval(self, now: float) -> None:
+        """Close the open interval early, at ``now`` (the server stops): its rows run from where
+        its tallies began to ``now``, so a restart within the same interval adds rows of its
+        own rather than overwriting these. Take them with :meth:`take_intervals`."""
+        self.on_timer(now)
+        if now > self._tallied_from:
+            self._close(now)
+
+    def _close(self, end: float) -> None:
+        for agent in self._agents.values():
+            self._account(agent, end)
+        start = max(self._interval_start, self._tallied_from)
+        for q in self._queues.values():
+            self._closed.append(self._queue_row(q, start, end))
+        for agent in self._agents.values():
+            self._closed_agents.append(self._agent_row(agent, start, end))
+        for q in self._queues.values():
+            q.cur = _QueueTally()
+        for agent in self._agents.values():
+            agent.cur = _AgentTally()
+        self._tallied_from = end
+
     def _roll(self, now: float) -> None:
         while now >= self._interval_end:
             end = self._interval_end
-            for agent in self._agents.values():
-                self._account(agent, end)
-            start = self._interval_start
-            for q in self._queues.values():
-                self._closed.append(self._queue_row(q, start, end))
-            for agent in self._agents.values():
-                self._closed_agents.append(self._agent_row(agent, start, end))
-            for q in self._queues.values():
-                q.cur = _QueueTally()
-            for agent in self._agents.values():
-                agent.cur = _AgentTally()
+            self._close(end)
             self._interval_start = end
             self._interval_end = end + self.config.interval
 
