@@ -83,7 +83,7 @@ def _validate(args: argparse.Namespace) -> int:
 
     queues = skills = prompts = None
     if args.config is not None:
-        from .app import known_skills, prompt_ids
+        from .flowset import known_skills, prompt_ids
 
         config = load_config_or_report(args.config)
         if config is None:

@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from .config import Config, load_config_or_report
 
@@ -44,28 +44,6 @@ def flow_languages(flows: Mapping[str, ivr.Flow]) -> set[str]:
     return out
 
 
-class _RecordedProbe:
-    """Stands in for the server in `Server._resolve_prompt`, so this command finds a prompt's
-    recorded WAV exactly as a call would; a text that would go to the TTS comes back as NEEDS_TTS."""
-
-    NEEDS_TTS = Path("\0tts")
-
-    def __init__(self, prompt_dirs: list[Path]) -> None:
-        self.prompt_dirs = prompt_dirs
-        self._prompt_paths: dict[tuple[str, str], Path | None] = {}
-        self.tts = self
-        self.failure_tone = self.NEEDS_TTS
-
-    async def speak(self, text: str, language: str = "") -> Path:
-        return self.NEEDS_TTS
-
-    async def recorded(self, prompt: ivr.Prompt, language: str) -> Path | None:
-        from .app import Server
-
-        wav = await Server._resolve_prompt(cast(Server, self), prompt, language)
-        return None if wav == self.NEEDS_TTS else wav
-
-
 @dataclasses.dataclass
 class BuildSummary:
     rendered: int = 0  # texts spoken into the cache now
@@ -83,7 +61,9 @@ async def build_prompts(
     import ivr
 
     summary = BuildSummary()
-    probe = _RecordedProbe(prompt_dirs)
+    from .prompts import PromptResolver
+
+    probe = PromptResolver(prompt_dirs, None)
     languages = sorted(flow_languages(flows))
     recorded: set[tuple[str, str]] = set()  # (prompt id, language)
     seen: set[Path] = set()  # cache files: one render however often a text is used
@@ -97,7 +77,7 @@ async def build_prompts(
                 if prompt.id is not None:
                     if (prompt.id, language) in recorded:
                         continue
-                    if await probe.recorded(ivr.Prompt(id=prompt.id, text=text), language) is not None:
+                    if probe.recorded(ivr.Prompt(id=prompt.id, text=text), language) is not None:
                         recorded.add((prompt.id, language))
                         summary.recorded += 1
                         continue
@@ -140,8 +120,8 @@ def synthesizer(config: Config) -> telephony.Synthesizer:
 def _prompts_build(args: argparse.Namespace) -> int:
     import ivr
 
-    from .app import known_skills, prompt_ids
     from .cli import read_flow_sources
+    from .flowset import known_skills, prompt_ids
 
     config = load_config_or_report(args.config)
     if config is None:

@@ -13,9 +13,9 @@ import sys
 import acd
 import cti_bridge
 import ivr
+from calls import events as hev
 from telephony import asr
 
-from . import events as hev
 from . import reload
 
 EVENTS: tuple[type, ...] = (
@@ -27,6 +27,8 @@ EVENTS: tuple[type, ...] = (
     hev.QueueStats,
     hev.EmergencyChanged,
     hev.OutboundStarted,
+    hev.AssistStarted,
+    hev.AssistDone,
     reload.FlowReloaded,
     reload.FlowRejected,
     ivr.IvrInput,

@@ -294,10 +294,13 @@ class Endpoint:
         except pj.Error as exc:
             log.warning("hangup_failed", leg=leg_id, error=exc.info())
 
-    def dial(self, uri: str, headers: dict[str, str] | None = None) -> str:
-        """Start an outbound leg; its fate arrives as LegRinging/LegAnswered/LegEnded."""
+    def dial(self, uri: str, headers: dict[str, str] | None = None, *, leg_id: str | None = None) -> str:
+        """Start an outbound leg; its fate arrives as LegRinging/LegAnswered/LegEnded.
+        ``leg_id``: the id its events carry (the caller's choice), else a new one."""
         assert self._acc is not None
-        leg_id = self._new_leg_id()
+        leg_id = leg_id or self._new_leg_id()
+        if leg_id in self._legs:
+            raise TelephonyError(f"leg id {leg_id} is in use")
         call = _Call(self, self._acc, leg_id)
         prm = pj.CallOpParam(True)
         for name, value in (headers or {}).items():
@@ -350,9 +353,17 @@ class Endpoint:
         ma.startTransmit(mb)
         mb.startTransmit(ma)
 
-    def record(self, sources: list[tuple[str, Path]]) -> None:
+    def unbridge(self, a: str, b: str) -> None:
+        """Stop the audio between two bridged legs, both ways; both stay up."""
+        ma, mb = self._leg(a).call.getAudioMedia(-1), self._leg(b).call.getAudioMedia(-1)
+        ma.stopTransmit(mb)
+        mb.stopTransmit(ma)
+
+    def record(self, sources: list[tuple[str, Path]], *, paused: bool = False) -> None:
         """Start one mono recorder per (leg, file). Recorders created in one call start
-        on the same bridge tick, so the files line up sample for sample."""
+        on the same bridge tick, so the files line up sample for sample. ``paused``: the
+        recorders exist but hear nothing until ``pause_recording(leg, False)`` (secure input
+        was going on when the recording began)."""
         made: list[tuple[_Leg, pj.AudioMediaRecorder, pj.AudioMedia]] = []
         for leg_id, path in sources:
             leg = self._leg(leg_id)
@@ -360,8 +371,10 @@ class Endpoint:
             rec.createRecorder(str(path))
             made.append((leg, rec, leg.call.getAudioMedia(-1)))
         for leg, rec, media in made:
-            media.startTransmit(rec)
+            if not paused:
+                media.startTransmit(rec)
             leg.recorders.append(rec)
+            leg.paused = paused
 
     def listen(self, leg_id: str, path: Path) -> None:
         """Record the caller's audio to ``path`` (on tmpfs) for the recognizer, which tails the

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hotline import servicecode as sc
+from calls import servicecode as sc
 
 DAY = 19_800 * 86_400  # a UTC midnight, epoch seconds
 

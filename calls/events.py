@@ -1,4 +1,4 @@
-"""Call-level events published by the wiring (the cores publish their own)."""
+"""Call-level events the call controller publishes (the IVR and ACD cores publish their own)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class CallAnswered:
 class CallEnded:
     wire: ClassVar[str] = "call.ended"
     call_id: str
-    cause: str  # caller_hangup, agent_hangup, abandoned, ivr_hangup, transferred, failed, shutdown
+    cause: str  # caller_hangup, agent_hangup, abandoned, ivr_hangup, transferred, shutdown, ...
     sip_code: int  # last SIP status on the caller's leg
     queue: str | None
     agent_id: str | None
@@ -53,6 +53,7 @@ class RecordingReady:
     channels: int
     sha256: str  # of the file, hex
     sidecar: str = ""  # absolute path of the JSON sidecar (calls only)
+    repaired: bool = False  # rebuilt at start-up from the parts a killed process left
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,3 +93,27 @@ class OutboundStarted:
     to: str  # the number or SIP URI dialled
     purpose: str  # "service" or "marketing"
     service_code: str  # short speakable code for this call
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AssistStarted:
+    """The agent handed the caller to a flow (identity check, card entry); the agent waits,
+    hearing nothing of it."""
+
+    wire: ClassVar[str] = "call.assist_started"
+    call_id: str
+    agent_id: str
+    flow: str  # the assist flow's name
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AssistDone:
+    """The assist flow ended; the agent and the caller talk again."""
+
+    wire: ClassVar[str] = "call.assist_done"
+    call_id: str
+    agent_id: str
+    flow: str
+    result: str  # how the flow ended: "flow_end", or "unsupported_step" (a queue/transfer node)
+    variables: Mapping[str, Any]  # what the flow set (secure values are "****")
+    inputs: tuple[Mapping[str, str], ...]  # every input in the flow (secure ones masked)

@@ -1,0 +1,69 @@
+"""One call's state, as the controller keeps it (plain data, no I/O handles)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ivr
+
+from .phases import CallPhase
+
+
+@dataclass(eq=False, slots=True)
+class AgentLeg:
+    """An agent's phone being rung for a call (ring_all rings several at once)."""
+
+    agent_id: str
+    leg: str
+    confirmed: bool = False  # 200 OK + ACK
+    media: bool = False  # audio flows
+    reported: bool = False  # AgentAnswered went to the router (once)
+
+
+@dataclass(eq=False, slots=True)
+class Call:
+    """A call from offer to end: the caller's (or customer's) leg, the flow, the agent legs."""
+
+    call_id: str
+    caller: str  # the caller's (or the dialled customer's) number
+    service_code: str  # short speakable code for this call
+    flow: ivr.Flow  # the flow version the call runs (fixed at offer: a reload never changes it)
+    flows: dict[str, ivr.Flow]  # the flow set of that version (subflows, assist flows)
+    phase: CallPhase
+    started: float  # monotonic seconds of the offer (or of the dial, for calls we make)
+    started_wall: float  # epoch seconds of the same moment
+    leg: str = ""  # the caller's leg ("" until a callback or click-to-dial customer is dialled)
+    life: int = 1  # 2, 3, ...: a callback conversation after the caller's own call ended
+    interp: ivr.CallInterpreter | None = None  # built once the profile is loaded
+    assist: ivr.CallInterpreter | None = None  # an assist flow the agent handed the caller to
+    pending_variables: dict[str, Any] = field(default_factory=dict)  # set before the flow started
+    confirmed: bool = False  # the caller's leg: 200 OK + ACK
+    media_ready: bool = False  # the caller's leg: audio flows
+    caller_ready: bool = False  # the profile lookup is done (or gave up)
+    answered_at: float | None = None  # monotonic seconds
+    queued_at: float | None = None
+    connected_at: float | None = None
+    queue: str | None = None
+    priority: int | None = None  # the priority the caller was queued with
+    agent_id: str | None = None  # the agent talking (or last rung)
+    agent_leg: str | None = None  # the leg of the agent talking
+    ringing: dict[str, AgentLeg] = field(default_factory=dict)  # agent id -> leg being rung
+    position: int | None = None  # place in line last told to the flow
+    keywords: list[dict[str, str]] = field(default_factory=list)  # keyword interrupts hit
+    profile_tier: str | None = None
+    callback: str | None = None  # the number to call back, once a callback was requested
+    outbound: bool = False  # click-to-dial: the agent is rung first, then `outbound_to`
+    outbound_to: str = ""
+    segment: int = 1  # recording segment: a caller moved to another agent gets <call_id>-2.wav ...
+    gaps: list[dict[str, str | None]] = field(default_factory=list)  # recording pauses, ISO times
+    secure: bool = False  # secure input is going on: recordings stay paused
+    playing: int | None = None  # token of the prompt the caller hears
+    looping: set[int] = field(default_factory=set)  # tokens of prompts that loop (hold music)
+    goodbye: int | None = None  # token of a prompt after which the controller hangs up
+    recording: tuple[Path, Path, Path] | None = None  # caller part, agent part, final file
+    voicemail: Path | None = None
+    ear: bool = False  # an ear (speech input) is open for the caller's leg
+    end_cause: str | None = None  # decided before the leg ends (e.g. agent_hangup, transferred)
+    deadline: float | None = None  # the call's own next deadline (its interpreter's), monotonic

@@ -1,0 +1,251 @@
+"""What the call controller asks the adapter to do: imperative, plain data.
+
+The adapter runs each effect in order and decides nothing. What an effect produces
+later (a prompt found, a profile loaded, a recording merged, a failure) comes back
+as a new input through the same door (:mod:`calls.inputs`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ivr
+
+
+# ------------------------------------------------------------------- legs
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Answer:
+    leg: str
+    code: int = 200  # 200 answers; 180 rings (the call waits for CTI call.answer)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hangup:
+    leg: str
+    code: int = 0  # 0: BYE (or CANCEL); else the final status for an unanswered INVITE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dial:
+    leg: str  # the id the new leg gets (its events carry it)
+    uri: str  # SIP URI to call
+    headers: Mapping[str, str] = field(default_factory=dict)  # extra SIP headers (X-Hotline-...)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bridge:
+    a: str  # leg ids: audio flows both ways
+    b: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unbridge:
+    a: str  # leg ids: stop the audio both ways (the legs stay up)
+    b: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hold:
+    leg: str  # re-INVITE the far end with a=sendonly
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retrieve:
+    leg: str  # take the far end off hold
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transfer:
+    leg: str  # blind transfer (REFER); TransferDone follows
+    uri: str
+
+
+# ------------------------------------------------------------------ media
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResolvePrompt:
+    """Find the prompt's WAV (recorded, else synthesized, else a tone): PromptResolved follows."""
+
+    call_id: str
+    token: int
+    prompt: ivr.Prompt
+    language: str = ""  # look under <dir>/<language>/ first
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlayFile:
+    call_id: str
+    leg: str
+    wav: Path
+    token: int  # PlaybackDone(token) follows after the file's length (not with loop)
+    loop: bool = False  # play until stopped or replaced
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopPlay:
+    call_id: str
+    leg: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Record:
+    """Start one mono recorder per (leg, file), all on the same bridge tick."""
+
+    call_id: str
+    sources: tuple[tuple[str, Path], ...]
+    kind: str = "call"  # "call" or "voicemail"
+    paused: bool = False  # start paused (secure input is going on)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PauseRecording:
+    legs: tuple[str, ...]  # stop (or resume) feeding these legs' recorders
+    paused: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopRecording:
+    leg: str  # close every recorder on the leg (the files are complete)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MergeRecording:
+    """Merge the two mono parts into the stereo file, write the sidecar: RecordingMerged follows."""
+
+    call_id: str
+    caller_part: Path  # left
+    agent_part: Path  # right
+    final: Path
+    sidecar: Mapping[str, Any]  # the JSON written next to the WAV (seconds, sha256 are added)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MeasureVoicemail:
+    call_id: str
+    path: Path  # the finished voicemail: RecordingMerged(kind="voicemail") follows
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Listen:
+    """Open (or reuse) the call's ear and serve one Listen: Heard inputs follow."""
+
+    call_id: str
+    leg: str
+    request: ivr.Listen
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopListening:
+    call_id: str
+    token: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloseEar:
+    call_id: str  # the call's ear is no longer needed (the IVR is over)
+
+
+# ------------------------------------------------------------------- jobs
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadCaller:
+    """Look up the caller's profile and recent contacts: CallerLoaded follows."""
+
+    call_id: str
+    number: str
+    wall: float  # epoch seconds of the call's start
+    flows: Mapping[str, ivr.Flow]  # the flows a resume offer may point into
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpRequest:
+    call_id: str
+    request: ivr.HttpLookup  # LookupDone follows
+
+
+# ---------------------------------------------------------------- records
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Publish:
+    event: Any  # an event dataclass with a `wire` name: to the outbox, CTI clients and MQTT
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InsertCall:
+    call_id: str
+    fields: Mapping[str, Any]  # columns of the call record
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateCall:
+    call_id: str
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SaveCallbacks:
+    records: tuple[Mapping[str, Any], ...]  # every pending callback (replaces what was saved)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SaveIntervals:
+    queue_rows: tuple[Mapping[str, Any], ...]  # closed statistics intervals, per queue
+    agent_rows: tuple[Mapping[str, Any], ...]  # ... and per agent
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordContact:
+    """Add the finished call to the caller's recent contacts (profiles, resume offers)."""
+
+    number: str
+    call_id: str
+    ended_wall: float  # epoch seconds
+    last_node: str | None
+    queue: str | None
+    agent_id: str | None
+    cause: str
+    flow: str
+    flow_version: str
+    priority: int | None
+    waited_seconds: float
+    agent_connected: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Log:
+    call_id: str
+    event: str  # the log event name
+    level: str = "info"  # debug, info, warning, error
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+Effect = (
+    Answer
+    | Hangup
+    | Dial
+    | Bridge
+    | Unbridge
+    | Hold
+    | Retrieve
+    | Transfer
+    | ResolvePrompt
+    | PlayFile
+    | StopPlay
+    | Record
+    | PauseRecording
+    | StopRecording
+    | MergeRecording
+    | MeasureVoicemail
+    | Listen
+    | StopListening
+    | CloseEar
+    | LoadCaller
+    | HttpRequest
+    | Publish
+    | InsertCall
+    | UpdateCall
+    | SaveCallbacks
+    | SaveIntervals
+    | RecordContact
+    | Log
+)

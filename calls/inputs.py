@@ -1,0 +1,271 @@
+"""What the adapter tells the call controller: SIP happenings, finished jobs, commands.
+
+Each is a frozen dataclass. The adapter turns a pjsua2 callback, a finished async job
+(a prompt found, a profile loaded, a recording merged), a CTI command or a timer into
+one of these and hands it to :meth:`calls.CallController.handle` with ``now``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import acd
+import ivr
+
+
+# ------------------------------------------------------------------ SIP legs
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallArrived:
+    """A caller's INVITE: a new call."""
+
+    leg: str  # the endpoint's id of the caller's leg
+    call_id: str  # a fresh, unique id for the call (the adapter draws it)
+    caller: str  # the caller's number (user part of From), already made safe at the SIP edge
+    from_uri: str
+    to_uri: str
+    sip_call_id: str  # the SIP Call-ID header
+    source: str = ""  # "ip:port" the INVITE came from (for logs)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegAnswered:
+    leg: str  # the dialog is confirmed (200 OK + ACK)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegMediaReady:
+    leg: str  # audio flows; the leg can play, record and bridge
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegEnded:
+    leg: str
+    code: int  # last SIP status code (200 after a BYE, 486 busy, 408 timeout, ...)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DigitReceived:
+    leg: str
+    digit: str  # one of 0-9 * # A-D
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlaybackDone:
+    leg: str
+    token: int  # the token of the PlayFile that finished
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferDone:
+    leg: str
+    code: int  # final status of the REFER'd call
+
+
+# --------------------------------------------------------- finished jobs
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallerLoaded:
+    """The caller's profile lookup finished (or gave up: ``caller`` then has the number only)."""
+
+    call_id: str
+    caller: Mapping[str, Any]  # the flow's `caller` variable
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PromptResolved:
+    """A prompt of a ResolvePrompt was found (a recorded WAV, a synthesized one, or a tone)."""
+
+    call_id: str
+    token: int
+    wav: Path
+    source: str = "recorded"  # "recorded", "tts" or "tone"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heard:
+    """The call's ear reports speech for a Listen."""
+
+    call_id: str
+    event: ivr.SpeechStarted | ivr.SpeechRecognized
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LookupDone:
+    call_id: str
+    reply: ivr.LookupResult | ivr.LookupFailed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingMerged:
+    """A MergeRecording or MeasureVoicemail job finished (``error`` set when it failed)."""
+
+    call_id: str
+    kind: str  # "call" or "voicemail"
+    path: str = ""  # absolute path of the WAV
+    seconds: float = 0.0  # its length
+    channels: int = 0
+    sha256: str = ""  # of the file, hex
+    sidecar: str = ""  # absolute path of the JSON sidecar ("" for voicemail)
+    error: str = ""  # why it failed, for an operator
+    repaired: bool = False  # rebuilt from the parts a killed process left
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EffectFailed:
+    """Running an effect raised (the leg was gone, a file could not be opened, ...)."""
+
+    effect: Any  # the effect that failed
+    error: str  # what went wrong
+
+
+# --------------------------------------------------------------- server
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlowsChanged:
+    """A valid edit of flows/: new calls use it; calls in progress keep their version."""
+
+    flows: Mapping[str, ivr.Flow]
+    main: str  # the name of the flow that answers new calls
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpeechChanged:
+    """The languages with a working recognizer changed (a model loaded, overload)."""
+
+    languages: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestoreCallbacks:
+    """Callbacks saved by an earlier run, to put back in line at start-up."""
+
+    records: tuple[acd.CallbackRecord, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Shutdown:
+    """The server stops: every call ends with cause ``shutdown``; statistics are saved."""
+
+
+# --------------------------------------------------------------- commands
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentCommand:
+    """An agent login, ready, not-ready, logout (CTI, autologin, the registrar)."""
+
+    event: acd.events.Input
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndWrapUp:
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnswerCall:
+    call_id: str  # a ringing incoming call (with [sip] auto_answer = false)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HangUpCall:
+    call_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HoldCall:
+    call_id: str
+    hold: bool  # true: hold; false: retrieve
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlindTransfer:
+    call_id: str
+    to: str  # SIP URI
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Requeue:
+    call_id: str
+    queue: str
+    priority: int = 0  # higher is served first
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetVariables:
+    call_id: str
+    values: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ControlRecording:
+    call_id: str
+    action: str  # start, pause, resume or stop
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetPriority:
+    call_id: str
+    priority: int  # higher is served first
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Assist:
+    """The agent hands the caller to a flow (identity check, card entry) and waits on hold."""
+
+    call_id: str
+    flow: str  # the name of a flow in flows/
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MakeCall:
+    """Click-to-dial, already allowed by the outbound guard: ring the agent, then dial `to`."""
+
+    call_id: str  # a fresh, unique id (the adapter draws it)
+    agent_id: str
+    to: str  # the number or SIP URI to dial
+    purpose: str  # "service" or "marketing"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetEmergency:
+    on: bool  # true: closed for an emergency (flows read it as `emergency`)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublishStats:
+    """Time to publish queue.stats (every [stats] publish_every seconds)."""
+
+
+Input = (
+    CallArrived
+    | LegAnswered
+    | LegMediaReady
+    | LegEnded
+    | DigitReceived
+    | PlaybackDone
+    | TransferDone
+    | CallerLoaded
+    | PromptResolved
+    | Heard
+    | LookupDone
+    | RecordingMerged
+    | EffectFailed
+    | FlowsChanged
+    | SpeechChanged
+    | RestoreCallbacks
+    | Shutdown
+    | AgentCommand
+    | EndWrapUp
+    | AnswerCall
+    | HangUpCall
+    | HoldCall
+    | BlindTransfer
+    | Requeue
+    | SetVariables
+    | ControlRecording
+    | SetPriority
+    | Assist
+    | MakeCall
+    | SetEmergency
+    | PublishStats
+)
