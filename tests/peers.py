@@ -234,6 +234,70 @@ def write_audio_pcap(path: Path, pcm8k: Any) -> Path:
     return path
 
 
+def write_call_pcap(
+    path: Path,
+    pcm8k: Any,
+    keys: list[tuple[float, str]] = (),  # type: ignore[assignment]
+    *,
+    duration_ms: int = DTMF_DURATION_MS,
+    gap_ms: int = DTMF_GAP_MS,
+    payload_type: int = 101,
+) -> Path:
+    """A caller's whole timeline as one RTP stream: 8 kHz int16 audio as PCMU, with RFC 4733
+    key presses laid in (``keys``: (start second, digits)). As a phone does it: one SSRC, the
+    audio stops while a key is down, the event keeps its start timestamp, its end packet goes
+    three times. SIPp's ``play_pcap_audio`` (caller_speech.xml) sends it in real time."""
+    data = ulaw_encode(pcm8k)
+    frames = len(data) // 160
+    events: dict[int, tuple[int, int, int, int]] = {}  # frame -> (event, step, steps, start frame)
+    for start, digits in keys:
+        frame = round(start * 50)
+        for digit in digits:
+            steps = max(1, duration_ms // 20)
+            for i in range(1, steps + 1):
+                events[frame + i - 1] = (_DTMF_EVENTS[digit.upper()], i, steps, frame)
+            frame += steps + gap_ms // 20
+    ssrc, seq = 0x43414C4C, 3000
+    loopback = socket.inet_aton(LOCALHOST)
+    with open(path, "wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))  # LINKTYPE_ETHERNET
+
+        def packet(t_us: int, rtp: bytes) -> None:
+            udp = struct.pack("!HHHH", 5000, 5000, 8 + len(rtp), 0) + rtp
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, loopback, loopback)
+            frame_bytes = b"\x00" * 12 + b"\x08\x00" + ip + udp
+            out.write(
+                struct.pack("<IIII", t_us // 1_000_000, t_us % 1_000_000, len(frame_bytes), len(frame_bytes))
+            )
+            out.write(frame_bytes)
+
+        for n in range(frames):
+            t_us, ts = n * 20_000, 8000 + n * 160
+            if n in events:
+                event, step, steps, first = events[n]
+                end = step == steps
+                body = struct.pack("!BBH", event, (0x80 if end else 0) | 10, step * 160)
+                marker = 0x80 if step == 1 else 0
+                header = struct.pack(
+                    "!BBHII", 0x80, marker | payload_type, seq & 0xFFFF, 8000 + first * 160, ssrc
+                )
+                for _ in range(3 if end else 1):
+                    packet(t_us, header + body)
+            else:
+                header = struct.pack("!BBHII", 0x80, 0x80 if n == 0 else 0, seq & 0xFFFF, ts, ssrc)
+                packet(t_us, header + data[n * 160 : (n + 1) * 160])
+            seq += 1
+    return path
+
+
+def tone(seconds: float, freq: float = 600.0, dbfs: float = -12.0) -> Any:
+    """A sine tone at 8 kHz, int16 (numpy)."""
+    import numpy as np
+
+    n = np.arange(int(seconds * 8000))
+    return (10 ** (dbfs / 20) * 32767 * np.sin(2 * np.pi * freq * n / 8000)).astype("<i2")
+
+
 def korean_speech(text: str, *, wpm: int = 175) -> Any:
     """espeak-ng Korean for ``text`` at 8 kHz int16 (numpy), made at test time."""
     import io
