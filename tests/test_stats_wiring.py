@@ -74,3 +74,44 @@ async def test_queue_stats_events_rollups_and_report(tmp_path: Path) -> None:
         cwd=ROOT,
     )
     assert "SL%" in text.stdout and "sales" in text.stdout
+
+
+async def test_a_run_shorter_than_one_interval_is_in_the_report(tmp_path: Path) -> None:
+    """stop() saves the open interval (it used to be lost: `hotline report` showed nothing)."""
+    from .peers import dial, dtmf_keys
+
+    server = HotlineProcess(workdir=tmp_path / "hotline", agents=[]).start()  # interval: 900 s
+    client = await CtiClient.session(server, events=["call.*"])
+    try:
+        caller = dial(
+            server,
+            "caller_hangup_early",
+            tmp_path,
+            keys={"dtmf_delay": 2500, "hangup_ms": 1500, **dtmf_keys("1", tmp_path)},
+        ).start()
+        assert await __import__("asyncio").to_thread(caller.wait, 30) == 0, caller.summary()
+        await client.wait_event("call.ended", timeout=10, cause="abandoned")
+    finally:
+        await client.close()
+    assert server.stop() == 0
+    report = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hotline",
+            "report",
+            "--config",
+            str(server.workdir / "config.toml"),
+            "--csv",
+            "--from",
+            "2000-01-01",
+            "--queue",
+            "sales",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert report.returncode == 0, report.stderr
+    (row,) = list(csv.DictReader(io.StringIO(report.stdout)))
+    assert (row["offered"], row["short_abandoned"]) == ("1", "1"), row  # hung up within 5 s
