@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import secrets
 import signal
 import time
@@ -22,13 +21,11 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import structlog
 
 import acd
 import calls
 import cti_bridge
-import ivr
 import telephony
 from calls import effects as fx
 from calls import inputs as inp
@@ -38,6 +35,7 @@ from . import outbound, profiles, reload, retention
 from .commands import Commands
 from .config import Config
 from .flowset import agent_specs, known_skills, load_flows, prompt_ids, queue_specs
+from .jobs import Jobs
 from .prompts import PromptResolver
 from .speech import CallEar, SpeechService, vocabulary_warnings
 from .store import CallStore
@@ -62,43 +60,6 @@ def _start_failure(exc: Exception, config: Config) -> str:
     if isinstance(exc, telephony.TelephonyError):
         return f"{exc}; is SIP port {config.sip.port} in use? Stop the other process or set [sip] port"
     return f"{type(exc).__name__}: {exc}"
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".json.partial")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False))
-    tmp.replace(path)
-
-
-def _merge_recording(effect: fx.MergeRecording) -> inp.RecordingMerged:
-    """Off the loop: merge the two mono parts to stereo, checksum, write the sidecar."""
-    result = telephony.merge_stereo(effect.caller_part, effect.agent_part, effect.final)
-    sidecar = {**effect.sidecar, "seconds": round(result.seconds, 3), "sha256": result.sha256}
-    sidecar["file"] = effect.final.name
-    side = effect.final.with_suffix(".json")
-    _write_json(side, sidecar)
-    effect.caller_part.unlink(missing_ok=True)
-    effect.agent_part.unlink(missing_ok=True)
-    return inp.RecordingMerged(
-        call_id=effect.call_id,
-        kind="call",
-        path=str(effect.final.resolve()),
-        seconds=result.seconds,
-        channels=result.channels,
-        sha256=result.sha256,
-        sidecar=str(side.resolve()),
-    )
-
-
-def _measure_voicemail(effect: fx.MeasureVoicemail) -> inp.RecordingMerged:
-    return inp.RecordingMerged(
-        call_id=effect.call_id,
-        kind="voicemail",
-        path=str(effect.path.resolve()),
-        seconds=telephony.wav_seconds(effect.path),
-        channels=1,
-        sha256=telephony.sha256_file(effect.path),
-    )
 
 
 class Server:
@@ -152,7 +113,6 @@ class Server:
             config.path(pc.database or config.storage.database),
             http=profiles.HttpLookup(pc.http_url, pc.http_timeout) if pc.http_url else None,
         )
-        self.resume_policy = profiles.ResumePolicy(window=pc.resume_window)
         self.watcher = reload.FlowWatcher(
             directory=config.path(config.flows.directory),
             compile=reload.compile_with(
@@ -161,7 +121,7 @@ class Server:
                 known_prompts=lambda: prompt_ids(self.prompt_dirs),
             ),
             on_accept=self._flows_accepted,
-            on_reject=lambda _diagnostics, event: self.bus.publish(event),
+            on_reject=lambda _diagnostics, event: self._publish(event),
             interval=config.flows.reload_interval or 1.0,
             required=(config.flows.main,),
         )
@@ -169,7 +129,7 @@ class Server:
         self._vocabulary_warned: set[str] = set()
         if config.speech.models:  # no [speech.models]: no recognizer, every input is DTMF
             speech = dataclasses.replace(config.speech, models=config.speech_models())
-            self.speech = SpeechService(speech, self.bus.publish, self._speech_changed)
+            self.speech = SpeechService(speech, self._publish, self._speech_changed)
         self.tts = telephony.Synthesizer(
             config.path(config.prompts.tts_cache),
             voice=config.prompts.tts_voice,
@@ -245,7 +205,15 @@ class Server:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
-        self._http: aiohttp.ClientSession | None = None
+        self.jobs = Jobs(
+            submit=self._submit,
+            spawn=self._spawn,
+            prompts=self.prompts,
+            failure_tone=self.tts.failure_tone,
+            profiles_store=self.profiles,
+            profiles_config=config.profiles,
+            resume_policy=profiles.ResumePolicy(window=pc.resume_window),
+        )
         self._inputs: deque[inp.Input] = deque()
         self._driving = False
         self._timer: asyncio.TimerHandle | None = None
@@ -335,8 +303,7 @@ class Server:
             self.bus.outbox.close()
         await self.profiles.close()
         await self.outbound.store.close()
-        if self._http is not None:
-            await self._http.close()
+        await self.jobs.close()
         self.tts.stop()
         await self.store.close()
         log.info("hotline_stopped", prompts=dict(self.prompts.sources))
@@ -350,6 +317,9 @@ class Server:
             await self._stopping.wait()
         finally:
             await self.stop()
+
+    def _publish(self, event: object) -> None:
+        self.bus.publish(event)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -475,8 +445,10 @@ class Server:
                 ep.retrieve(leg)
             case fx.Transfer(leg=leg, uri=uri):
                 ep.transfer(leg, uri)
-            case fx.ResolvePrompt():
-                self._spawn(self._resolve(effect))
+            case fx.ResolvePrompt() | fx.MergeRecording() | fx.MeasureVoicemail() | fx.LoadCaller():
+                self.jobs.run(effect)
+            case fx.HttpRequest() | fx.RecordContact():
+                self.jobs.run(effect)
             case fx.PlayFile(call_id=cid, leg=leg, wav=wav, token=token, loop=loop):
                 ep.play(leg, wav, token, loop)
                 self._log_latency(cid, leg)
@@ -495,10 +467,6 @@ class Server:
                     ep.pause_recording(leg, paused)
             case fx.StopRecording(leg=leg):
                 ep.stop_recording(leg)
-            case fx.MergeRecording():
-                self._spawn(self._job(effect.call_id, "call", _merge_recording, effect))
-            case fx.MeasureVoicemail():
-                self._spawn(self._job(effect.call_id, "voicemail", _measure_voicemail, effect))
             case fx.Listen(call_id=cid, leg=leg, request=request):
                 self._ear(cid, leg).listen(request)
             case fx.StopListening(call_id=cid, token=token):
@@ -507,10 +475,6 @@ class Server:
                     ear.stop(token)
             case fx.CloseEar(call_id=cid):
                 self._close_ear(cid)
-            case fx.LoadCaller():
-                self._spawn(self._load_caller(effect))
-            case fx.HttpRequest(call_id=cid, request=request):
-                self._spawn(self._lookup(cid, request))
             case fx.InsertCall(call_id=cid, fields=fields):
                 self.store.insert(cid, **fields)
             case fx.UpdateCall(call_id=cid, fields=fields):
@@ -520,88 +484,8 @@ class Server:
             case fx.SaveIntervals(queue_rows=q, agent_rows=a):
                 self.store.save_intervals("queue_intervals", "queue", [dict(r) for r in q])
                 self.store.save_intervals("agent_intervals", "agent_id", [dict(r) for r in a])
-            case fx.RecordContact():
-                self._spawn(self._record_contact(effect))
             case fx.Log(call_id=cid, event=name, level=level, fields=fields):
                 getattr(log, level)(name, call_id=cid, **fields)
-
-    # ------------------------------------------------------------------ jobs
-    async def _resolve(self, effect: fx.ResolvePrompt) -> None:
-        try:
-            wav, source = await self.prompts.resolve(effect.prompt, effect.language)
-        except Exception as exc:  # the TTS broke: the caller hears the failure tone, the flow goes on
-            log.error("prompt_failed", call_id=effect.call_id, error=f"{type(exc).__name__}: {exc}")
-            wav, source = self.tts.failure_tone, "tone"
-        self._submit(inp.PromptResolved(call_id=effect.call_id, token=effect.token, wav=wav, source=source))
-
-    async def _job(self, call_id: str, kind: str, fn: Any, effect: Any) -> None:
-        try:
-            result = await asyncio.to_thread(fn, effect)
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            log.error("recording_failed", call_id=call_id, kind=kind, error=error)
-            result = inp.RecordingMerged(call_id=call_id, kind=kind, error=error)
-        self._submit(result)
-
-    async def _record_contact(self, e: fx.RecordContact) -> None:
-        await self.profiles.record_contact(
-            e.number,
-            e.call_id,
-            e.ended_wall,
-            e.last_node,
-            e.queue,
-            e.agent_id,
-            e.cause,
-            flow=e.flow,
-            flow_version=e.flow_version,
-            priority=e.priority,
-            waited_seconds=e.waited_seconds,
-            agent_connected=e.agent_connected,
-        )
-
-    async def _load_caller(self, effect: fx.LoadCaller) -> None:
-        """The caller's profile and recent contacts, before the IVR says a word; a slow
-        or broken lookup only costs its deadline and the call goes on without it."""
-        pc = self.config.profiles
-        flows = effect.flows
-        try:
-            caller, _offer = await asyncio.wait_for(
-                self.profiles.caller_for_call(
-                    effect.number,
-                    effect.wall,
-                    self.resume_policy,
-                    recent_within=pc.recent_window,
-                    node_exists=lambda f, n: f in flows and n in flows[f].nodes,
-                ),
-                pc.http_timeout + 1.0,
-            )
-        except Exception as exc:
-            log.warning("profile_lookup_failed", call_id=effect.call_id, error=f"{type(exc).__name__}: {exc}")
-            caller = profiles.caller_variables(effect.number, None, now_wall=effect.wall)
-        self._submit(inp.CallerLoaded(call_id=effect.call_id, caller=caller))
-
-    async def _lookup(self, call_id: str, req: ivr.HttpLookup) -> None:
-        """Run a flow's HTTP lookup; the interpreter times out on its own as well."""
-        if self._http is None:
-            self._http = aiohttp.ClientSession()
-        reply: ivr.LookupResult | ivr.LookupFailed
-        try:
-            async with self._http.request(
-                req.method, req.url, json=req.json, timeout=aiohttp.ClientTimeout(total=req.timeout)
-            ) as resp:
-                body = await resp.json(content_type=None)
-                reply = ivr.LookupResult(request_id=req.request_id, status=resp.status, body=body)
-        except Exception as exc:  # timeout, refused, not JSON ...: the flow takes its fallback exit
-            reason = type(exc).__name__
-            log.warning(
-                "lookup_failed",
-                call_id=call_id,
-                url=req.url,
-                reason=reason,
-                **({} if req.sensitive else {"error": str(exc)}),
-            )
-            reply = ivr.LookupFailed(request_id=req.request_id, reason=reason)
-        self._submit(inp.LookupDone(call_id=call_id, reply=reply))
 
     # ------------------------------------------------------------------- ears
     def _ear(self, call_id: str, leg: str) -> CallEar:

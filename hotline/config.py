@@ -299,7 +299,7 @@ def _value(hint: Any, value: Any, where: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{where} must be a list")
         return tuple(_value(item, v, f"{where}[{i}]") for i, v in enumerate(value))
-    expected = {str: str, int: int, float: (int, float), bool: bool}[hint]
+    expected: Any = {str: str, int: int, float: (int, float), bool: bool}[hint]
     if not isinstance(value, expected) or (hint is not bool and isinstance(value, bool)):
         raise ConfigError(f"{where} must be a {hint.__name__}, not {value!r}")
     return float(value) if hint is float else value

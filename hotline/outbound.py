@@ -46,16 +46,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import aiosqlite
 import structlog
 
-from .profiles import (
-    ImportReport,
-    RowError,
-    csv_rows,
-    mask_number,
-    normalize_number,
-    open_csv,
-    open_sync,
-    upsert_all,
-)
+from .csvimport import ImportReport, RowError, csv_rows, open_csv, open_sync, upsert_all
+from .numbers import mask_number, normalize_number
 
 log = structlog.get_logger("hotline.outbound")
 

@@ -14,25 +14,25 @@ the CLI can import while the server runs). See docs/profiles.md.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import datetime as dt
-import difflib
-import io
 import json
 import re
 import sqlite3
 import sys
 import time
 import urllib.parse
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
 import aiosqlite
 import structlog
+
+from .csvimport import ImportReport, RowError, csv_rows, open_csv, open_sync, upsert_all
+from .numbers import mask_number, normalize_number
 
 log = structlog.get_logger("hotline.profiles")
 
@@ -77,8 +77,6 @@ COLUMNS = ("number", "tier", "assisted", "language", "priority_human", "name", "
 _TRUE = {"1", "true", "yes", "y", "t", "x"}
 _FALSE = {"", "0", "false", "no", "n", "f"}
 _LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*")
-_NUMBER = re.compile(r"\+?[0-9]{2,20}")
-_STRIP = re.compile(r"[\s\-().]")
 
 
 class ProfileError(Exception):
@@ -88,34 +86,9 @@ class ProfileError(Exception):
 
 
 # ------------------------------------------------------------------ pure core
-def normalize_number(raw: str) -> str | None:
-    """``"+49 (30) 123-45.67"`` -> ``"+4930123457"``; None if it is not a phone number.
-
-    Only spaces, dashes, dots and parentheses go; no national/international
-    rewriting, so store numbers the way the SIP From user part carries them.
-    """
-    number = _STRIP.sub("", raw)
-    return number if _NUMBER.fullmatch(number) else None
-
-
-def mask_number(number: str) -> str:
-    """For logs: all but the last 4 digits hidden."""
-    return "…" + number[-4:] if len(number) > 4 else "…"
-
-
 def parse_bool(raw: str) -> bool | None:
     value = raw.strip().lower()
     return True if value in _TRUE else False if value in _FALSE else None
-
-
-@dataclass(frozen=True, slots=True)
-class RowError:
-    line: int  # 1-based line in the CSV file (the header is line 1)
-    column: str  # CSV column, or "" for the whole row/file
-    message: str  # what is wrong and what to write instead
-
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.column + ': ' if self.column else ''}{self.message}"
 
 
 def validate_row(
@@ -281,132 +254,12 @@ def caller_variables(
     }
 
 
-# ------------------------------------------------------------- CSV import (sync)
-@dataclass(slots=True)
-class ImportReport:
-    path: str
-    rows: int = 0  # data rows read
-    inserted: int = 0  # new numbers
-    updated: int = 0  # numbers already known, overwritten in the CSV's columns
-    errors: list[RowError] = field(default_factory=list)  # any error means nothing was written
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def summary(self, limit: int = 50) -> str:
-        if self.ok:
-            return f"{self.path}: imported {self.rows} rows ({self.inserted} new, {self.updated} updated)"
-        lines = [
-            f"{self.path}:{e.line}: {e.column + ': ' if e.column else ''}{e.message}" for e in self.errors
-        ]
-        more = len(self.errors) - limit
-        tail = [f"... and {more} more"] if more > 0 else []
-        head = f"{self.path}: {len(self.errors)} error(s); nothing was imported"
-        return "\n".join([head, *lines[:limit], *tail])
-
-
-def open_sync(db_path: Path, schema: str) -> sqlite3.Connection:
-    """A blocking connection for the CLI imports (autocommit, WAL), with ``schema`` applied."""
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(db_path, timeout=10.0, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.executescript(schema)
-    return conn
-
-
 def _open_sync(db_path: Path) -> sqlite3.Connection:
     return open_sync(db_path, SCHEMA)
 
 
-def upsert_all(
-    conn: sqlite3.Connection,
-    table: str,
-    sql: str,
-    rows: Iterable[tuple[str, Sequence[Any]]],
-    report: ImportReport,
-) -> None:
-    """Run ``sql`` for every (number, parameters) in one transaction, counting in ``report``
-    which numbers were new to ``table`` and which were updated; all or nothing."""
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            known = {r[0] for r in conn.execute(f"SELECT number FROM {table}")}
-            for number, params in rows:
-                conn.execute(sql, params)
-                if number in known:
-                    report.updated += 1
-                else:
-                    report.inserted += 1
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            report.inserted = report.updated = 0
-            raise
-    finally:
-        conn.close()
-
-
 def _utc_now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def open_csv(
-    csv_path: Path,
-    known: Collection[str],
-    example: str,
-    is_number: Callable[[str], bool],
-    report: ImportReport,
-) -> tuple[Any, list[str]] | None:
-    """Read a CSV file and check its header (shared by the profile and DNC imports).
-
-    Returns the row reader and the lower-cased columns, or None with the errors in
-    ``report``; ``example`` is the header shown when the file is empty."""
-    try:
-        text = csv_path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        report.errors.append(RowError(1, "", f"cannot read the file ({exc}); save it as UTF-8 CSV"))
-        return None
-    try:
-        dialect: Any = csv.Sniffer().sniff(text.split("\n", 1)[0], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text), dialect)
-    header = next(reader, None)
-    if header is None:
-        report.errors.append(
-            RowError(1, "", f"the file is empty; the first line must be a header like {example}")
-        )
-        return None
-    columns = [h.strip().lower() for h in header]
-    if "number" not in columns:
-        looks_like_data = bool(columns) and is_number(columns[0])
-        why = "it looks like data: add a header row" if looks_like_data else "add a 'number' column"
-        report.errors.append(RowError(1, "", f"the header has no 'number' column; {why}"))
-    for col in columns:
-        if col not in known:
-            guess = difflib.get_close_matches(col, list(known), n=1)
-            hint = f"did you mean '{guess[0]}'?" if guess else f"known columns: {', '.join(known)}"
-            report.errors.append(RowError(1, col, f"unknown column; {hint}"))
-    if len(set(columns)) != len(columns):
-        report.errors.append(RowError(1, "", "a column appears twice in the header"))
-    return (reader, columns) if not report.errors else None
-
-
-def csv_rows(reader: Any, columns: list[str], report: ImportReport) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line, column -> cell) for each data row of an opened CSV: blank lines skipped, every
-    other row counted in ``report``, and rows with the wrong number of fields reported."""
-    for cells in reader:
-        line = reader.line_num
-        if not any(c.strip() for c in cells):
-            continue  # blank line
-        report.rows += 1
-        if len(cells) != len(columns):
-            report.errors.append(
-                RowError(line, "", f"{len(cells)} fields, but the header has {len(columns)}")
-            )
-            continue
-        yield line, dict(zip(columns, cells, strict=True))
 
 
 def read_csv(csv_path: Path, tiers: Collection[str]) -> tuple[list[dict[str, Any]], list[str], ImportReport]:

@@ -193,7 +193,7 @@ def _models_list(args: argparse.Namespace) -> int:
         directory = str(found) if found is not None else "(package not installed)"
         if status.state != "loaded":
             bad += 1
-            state = status.state
+            state: str = status.state
         elif args.load:
             state = f"loaded in {status.load_seconds:.1f} s" if status.load_seconds else "loaded (shared)"
         else:

@@ -503,7 +503,7 @@ def resolve_model_dir(spec: str | Path) -> Path | None:
 
 
 def _vosk() -> Any:
-    import vosk  # type: ignore[import-untyped]  # vosk 0.3.45 ships no type stubs
+    import vosk  # no type stubs: see [[tool.mypy.overrides]] in pyproject.toml
 
     vosk.SetLogLevel(-1)  # Kaldi logs to stderr; we report through ModelStatus instead
     return vosk
@@ -598,7 +598,7 @@ class Recognizer:
     def __init__(
         self, model: Any, words: list[str] | None, grammar: Grammar | None, *, max_alternatives: int = 10
     ) -> None:
-        import soxr  # type: ignore[import-untyped]  # soxr 1.x ships no type stubs
+        import soxr  # no type stubs: see [[tool.mypy.overrides]] in pyproject.toml
 
         vosk = _vosk()
         if words is None:

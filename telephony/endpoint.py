@@ -128,7 +128,7 @@ class Endpoint:
         self._ids = itertools.count(1)
         self._ep: pj.Endpoint | None = None
         self._acc: _Account | None = None
-        self._pump: asyncio.TimerHandle | None = None
+        self._pump: asyncio.Handle | None = None  # call_soon first, then call_later
         self._loop: asyncio.AbstractEventLoop | None = None
         self._durations: dict[Path, float] = {}
         self._thread: int | None = None

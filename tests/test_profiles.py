@@ -16,6 +16,7 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 import ivr
+from hotline import numbers
 from hotline import profiles as pr
 
 NOW = 1_760_000_000.0  # epoch seconds
@@ -54,11 +55,11 @@ def profiles_in(db: Path) -> dict[str, dict[str, Any]]:
     ],
 )
 def test_normalize_number(raw: str, number: str | None) -> None:
-    assert pr.normalize_number(raw) == number
+    assert numbers.normalize_number(raw) == number
 
 
 def test_mask_number_keeps_only_the_last_four() -> None:
-    assert pr.mask_number("+49301234567") == "…4567"
+    assert numbers.mask_number("+49301234567") == "…4567"
 
 
 # ------------------------------------------------------------------ CSV import
