@@ -1158,6 +1158,9 @@ class CallController:
                 self._leg_event(inp.PlaybackDone(leg=leg, token=token))
             case fx.Bridge(a=leg):
                 self._emit(fx.Hangup(leg=leg))
+            case fx.Dial(leg=leg):  # the leg never started: as if it failed at once
+                self._log_for("", "dial_failed", "error", leg=leg, uri=effect.uri, error=error)
+                self._leg_event(inp.LegEnded(leg=leg, code=500))
             case fx.Record(call_id=cid, kind=kind):
                 call = self.calls.get(cid)
                 if call is not None:

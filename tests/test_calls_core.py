@@ -483,3 +483,15 @@ def test_phase_diagram_in_docs_is_generated_from_the_table() -> None:
 
     doc = (Path(__file__).resolve().parent.parent / "docs" / "architecture.md").read_text()
     assert call_phase_mermaid() in doc, "run `python -m calls.diagram` and paste it into docs/architecture.md"
+
+
+def test_a_dial_that_cannot_start_is_a_failed_ring() -> None:
+    rig = CallRig()
+    rig.ready("a1")
+    leg = rig.arrive(settle=0.3)
+    rig.press(leg, "1")
+    dial = rig.dials()[-1]
+    rig.up.discard(dial.leg)
+    rig.feed(inp.EffectFailed(effect=dial, error="TelephonyError: bad URI"))
+    assert rig.published("agent.offer_failed")[0].cause == "sip_500"
+    assert rig.call("c1").phase is P.QUEUED and not rig.call("c1").ringing
