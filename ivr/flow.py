@@ -401,6 +401,11 @@ class _Reader:
         self.node_name = ""  # the node being compiled
         self.uses: dict[str, list[tuple[ex.Var, Location, bool]]] = {}  # node -> (var, where, in lookup)
         self.prompts: list[tuple[Prompt, Location]] = []
+        self.targets: dict[str, list[tuple[str, Location]]] = {}  # node -> nodes it names as exits
+
+    def goes_to(self, target: str, loc: Location) -> None:
+        """Note an exit of the node being compiled (kept for nodes that fail to compile)."""
+        self.targets.setdefault(self.node_name, []).append((target, loc))
 
     def loc(self, node: yaml.Node) -> Location:
         mark = node.start_mark
@@ -777,7 +782,11 @@ class _NodeCtx:
 
     def target(self, key: str) -> tuple[str, Location] | None:
         text = self.get(key, self.r.scalar)
-        return None if text is None else (text, self.r.loc(self.fields[key][1]))
+        if text is None:
+            return None
+        loc = self.r.loc(self.fields[key][1])
+        self.r.goes_to(text, loc)
+        return text, loc
 
     def failed(self) -> bool:
         return any(d.severity == "error" for d in self.r.diagnostics[self.errors_before :])
@@ -1017,6 +1026,8 @@ def _compile_branch(c: _NodeCtx) -> Node | None:
             continue
         cond = r.expression(case["if"][1], f"a condition of '{name}'")
         nxt_text = r.scalar(case["next"][1], "next")
+        if nxt_text is not None:
+            r.goes_to(nxt_text, r.loc(case["next"][1]))
         if cond is not None and nxt_text is not None:
             source = str(case["if"][1].value)
             cases.append(BranchCase(condition=cond, source=source, next=nxt_text, loc=r.loc(case["next"][1])))
@@ -1312,6 +1323,7 @@ def _menu_options(r: _Reader, name: str, node: yaml.Node) -> dict[str, MenuOptio
             continue
         if isinstance(value, yaml.ScalarNode):  # `"1": sales_queue`
             options[key] = MenuOption(next=value.value, label=None, loc=r.loc(value))
+            r.goes_to(value.value, r.loc(value))
             continue
         option = r.mapping(value, f"option '{key}' of '{name}'")
         if option is None:
@@ -1336,6 +1348,7 @@ def _menu_options(r: _Reader, name: str, node: yaml.Node) -> dict[str, MenuOptio
         nxt = r.scalar(option["next"][1], f"`next` of option '{key}'")
         if nxt is None:
             continue
+        r.goes_to(nxt, r.loc(option["next"][1]))
         options[key] = MenuOption(next=nxt, label=label, loc=r.loc(option["next"][1]), phrases=phrases or ())
     if not options:
         r.error(
@@ -1489,50 +1502,87 @@ def _check_loops(r: _Reader, nodes: Mapping[str, Node]) -> None:
                     )
 
 
+def _node_defs(node: Node, exports: Mapping[str, Collection[str]]) -> set[str]:
+    """The variables a node sets."""
+    match node:
+        case SetNode(assign=assign):
+            return {v for v, _ in assign}
+        case CollectNode(var=var) | SpeechNode(var=var):
+            return {var}
+        case LookupNode(result=result):
+            return {v for v, _ in result}
+        case SurveyNode(var=var) if var:
+            return {var}
+        case SubflowNode(flow=sub):
+            return set(exports.get(sub, ()))
+    return set()
+
+
+def _raw_defs(value: yaml.Node, exports: Mapping[str, Collection[str]]) -> set[str]:
+    """The variables a node that did not compile would set, read from its YAML as written."""
+    out: set[str] = set()
+    if not isinstance(value, yaml.MappingNode):
+        return out
+    for k, v in value.value:
+        key = getattr(k, "value", None)
+        if key in ("assign", "result") and isinstance(v, yaml.MappingNode):
+            out |= {str(kk.value) for kk, _ in v.value if isinstance(kk, yaml.ScalarNode)}
+        elif key == "var" and isinstance(v, yaml.ScalarNode):
+            out.add(str(v.value))
+        elif key == "flow" and isinstance(v, yaml.ScalarNode):
+            out |= set(exports.get(str(v.value), ()))
+    return out
+
+
+def _raw_targets(value: yaml.Node, names: Collection[str]) -> list[str]:
+    """Every scalar in a node that did not compile which names a node: where it may go. Used
+    so that one broken node does not hide (or fake) the graph checks of the others."""
+    out: list[str] = []
+    todo = [value]
+    while todo:
+        n = todo.pop()
+        if isinstance(n, yaml.ScalarNode):
+            if n.value in names:
+                out.append(str(n.value))
+        elif isinstance(n, yaml.SequenceNode):
+            todo.extend(n.value)
+        elif isinstance(n, yaml.MappingNode):
+            todo.extend(v for _, v in n.value)
+    return out
+
+
 def _check_variables(
     r: _Reader,
-    nodes: Mapping[str, Node],
+    graph: Mapping[str, tuple[set[str], list[str]]],
+    checked: Collection[str],
     start: str,
     declared: Collection[str],
     interrupts: list[Interrupt],
-    exports: Mapping[str, Collection[str]],
 ) -> None:
-    """A variable read where no path from `start` has set it (may-analysis over the graph)."""
+    """A variable read where no path from `start` has set it (may-analysis over the graph).
 
-    def defs(node: Node) -> set[str]:
-        match node:
-            case SetNode(assign=assign):
-                return {v for v, _ in assign}
-            case CollectNode(var=var) | SpeechNode(var=var):
-                return {var}
-            case LookupNode(result=result):
-                return {v for v, _ in result}
-            case SurveyNode(var=var) if var:
-                return {var}
-            case SubflowNode(flow=sub):
-                return set(exports.get(sub, ()))
-        return set()
-
+    ``graph``: node -> (variables it sets, nodes it may go to); ``checked``: the nodes whose
+    reads are checked (those that compiled)."""
     base = set(BUILTIN_VARIABLES) | set(declared)
-    inn: dict[str, set[str]] = {n: set() for n in nodes}
+    inn: dict[str, set[str]] = {n: set() for n in graph}
     inn[start] = set(base)
-    roots = [start, *(i.target for i in interrupts if i.target in nodes)]
+    roots = [start, *(i.target for i in interrupts if i.target in graph)]
     changed = True
     while changed:
         changed = False
-        everything = set().union(*(inn[n] | defs(nodes[n]) for n in nodes))
+        everything = set().union(*(inn[n] | graph[n][0] for n in graph))
         for root in roots[1:]:  # an interrupt can fire from any input node
             if not everything <= inn[root] | base:
                 inn[root] |= everything | base
                 changed = True
-        for n, node in nodes.items():
-            out = inn[n] | defs(node)
-            for t, _ in node.exits():
+        for n, (defs, targets) in graph.items():
+            out = inn[n] | defs
+            for t in targets:
                 if t in inn and not out <= inn[t]:
                     inn[t] |= out
                     changed = True
     for n, uses in r.uses.items():
-        if n not in nodes:
+        if n not in checked:
             continue
         for var, loc, in_lookup in uses:
             root = var.path[0]
@@ -1547,6 +1597,39 @@ def _check_variables(
                 if root == "secret":
                     hint = "secret.<var> (secure digits) may only be read in a lookup's `json`"
                 r.error(loc, "flow.undefined_variable", f"'{root}' is used before anything sets it", hint)
+
+
+_OPENERS = {
+    "while parsing a flow mapping": ("{", "}"),
+    "while parsing a flow sequence": ("[", "]"),
+    "while scanning a quoted scalar": ("quote", "closing quote"),
+}
+
+
+def _yaml_syntax(path: str, exc: yaml.MarkedYAMLError) -> tuple[Location, str, str, str]:
+    """A YAML syntax error as (where, code, message, hint). An unclosed bracket or quote is
+    reported where it was opened, which is where the mistake is; the parser only notices it
+    later, where it gives up (named in the message)."""
+    problem = exc.problem or "invalid YAML"
+    gave_up = exc.problem_mark or exc.context_mark
+    line, col = (gave_up.line + 1, gave_up.column + 1) if gave_up else (1, 1)
+    opener = _OPENERS.get(exc.context or "")
+    if opener is not None and exc.context_mark is not None:
+        at = Location(path, exc.context_mark.line + 1, exc.context_mark.column + 1)
+        what, closer = opener
+        return (
+            at,
+            "flow.yaml_syntax",
+            f"YAML syntax: the {what} opened here is never closed "
+            f"(the parser gave up at line {line}, column {col}: {problem})",
+            f"add the missing {closer} on this line, or turn the value into indented lines",
+        )
+    return (
+        Location(path, line, col),
+        "flow.yaml_syntax",
+        f"YAML syntax: {problem}",
+        "check indentation and quoting on this line",
+    )
 
 
 def compile_flow(
@@ -1572,15 +1655,7 @@ def compile_flow(
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = exc.problem or "invalid YAML"
-        r.error(
-            Location(path, line, col),
-            "flow.yaml_syntax",
-            f"YAML syntax: {problem}",
-            "check indentation and quoting on this line",
-        )
+        r.error(*_yaml_syntax(path, exc))
         return None, r.diagnostics
     except yaml.YAMLError as exc:  # e.g. ReaderError: a control character in the file
         line = text.count("\n", 0, getattr(exc, "position", 0)) + 1
@@ -1642,17 +1717,17 @@ def compile_flow(
             )
     node_fields = r.mapping(top["nodes"][1], "nodes")
     nodes: dict[str, Node] = {}
-    broken: set[str] = set()
+    broken: dict[str, yaml.Node] = {}  # nodes that did not compile -> their YAML
     for node_name, (key_node, value) in (node_fields or {}).items():
         errors_before = sum(d.severity == "error" for d in r.diagnostics)
         node = _compile_node(r, node_name, key_node, value)
         if node is None:
-            broken.add(node_name)
+            broken[node_name] = value
             if sum(d.severity == "error" for d in r.diagnostics) == errors_before:  # never drop silently
                 r.error(key_node, "flow.bad_value", f"node '{node_name}' is not valid", "check its fields")
         else:
             nodes[node_name] = node
-    defined = set(nodes) | broken
+    defined = set(nodes) | set(broken)
     start = r.scalar(top["start"][1], "start")
     if start is not None and start not in defined:
         guess = _closest(start, defined)
@@ -1662,13 +1737,21 @@ def compile_flow(
             f"start node '{start}' does not exist",
             f"did you mean '{guess}'?" if guess else "name a node under `nodes:`",
         )
-    missing_target = False
+    # node -> where it may go; an unknown target counts as the node it is most like (the
+    # typo fixed), so the checks below report what will still be wrong once it is fixed
+    targets: dict[str, list[str]] = {n: _raw_targets(v, defined) for n, v in broken.items()}
     exits: list[tuple[str, str, Location]] = [("an interrupt", i.target, i.target_loc) for i in interrupts]
-    for node in nodes.values():
-        exits.extend((f"'{node.name}'", t, loc) for t, loc in node.exits())
+    named = [(n, list(node.exits())) for n, node in nodes.items()]
+    named += [(n, r.targets.get(n, [])) for n in broken]  # what a broken node's compiler read
+    for name_, node_exits in named:
+        targets.setdefault(name_, [])
+        for t, loc in node_exits:
+            exits.append((f"'{name_}'", t, loc))
+            fixed = t if t in defined else _closest(t, defined)
+            if fixed is not None:
+                targets[name_].append(fixed)
     for who, target, loc in exits:
         if target not in defined:
-            missing_target = True
             guess = _closest(target, defined)
             r.error(
                 loc,
@@ -1724,16 +1807,13 @@ def compile_flow(
                     f"no WAV '{prompt.id}' in the prompt directories and no TTS text",
                     f"add {prompt.id}.wav or give the prompt a `text:`; callers hear a tone",
                 )
-    if start is not None and start in nodes and not broken:
-        seen = (
-            {start}
-            | {i.target for i in interrupts if i.target in nodes}
-            | {e for e, _ in entry_points if e in nodes}
-        )
+    if start is not None and start in defined:
+        roots = [start, *(i.target for i in interrupts), *(e for e, _ in entry_points)]
+        seen = {t for t in roots if t in defined}
         todo = list(seen)
         while todo:
-            for target, _ in nodes[todo.pop()].exits():
-                if target in nodes and target not in seen:
+            for target in targets[todo.pop()]:
+                if target not in seen:
                     seen.add(target)
                     todo.append(target)
         for node_name in sorted(nodes.keys() - seen, key=lambda n: nodes[n].loc.line):
@@ -1744,8 +1824,10 @@ def compile_flow(
                 "link it from another node or delete it",
             )
         _check_loops(r, nodes)
-        if not missing_target:
-            _check_variables(r, nodes, start, declared, interrupts, subflow_exports or {})
+        exports = subflow_exports or {}
+        graph = {n: (_node_defs(node, exports), targets[n]) for n, node in nodes.items()}
+        graph.update({n: (_raw_defs(v, exports), targets[n]) for n, v in broken.items()})
+        _check_variables(r, graph, nodes.keys(), start, declared, interrupts)
     errors = [d for d in r.diagnostics if d.severity == "error"]
     if errors or start is None:
         return None, r.diagnostics
