@@ -5,6 +5,7 @@ from collections.abc import Iterable
 
 from .audit import AuditError, AuditLog, verify_audit
 from .events import PROTOCOL_VERSION, envelope, event_data, iso_utc, wire_name
+from .httpd import start_http
 from .mqtt import MqttPublisher, MqttSettings
 from .outbox import Outbox, OutboxError
 from .protocol import CtiError, require_str
@@ -61,6 +62,7 @@ def build_cti(
         recordings=recordings,
         audit=audit,
         limits=limits,
+        http_starter=start_http,
     )
 
 
