@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import acd
+import alerts
 
 
 class ConfigError(Exception):
@@ -84,7 +85,7 @@ class HttpConfig:
 
 @dataclass(frozen=True, slots=True)
 class AlertRuleConfig:
-    metric: str  # what is watched: service_level, longest_wait, abandon_rate, no_agents, disk_free, ...
+    metric: str  # service_level, longest_wait, abandon_rate, no_agents, disk_free, outbox_backlog, ...
     threshold: float  # the limit, in the metric's unit (docs/operations.md)
     for_seconds: float = 0.0  # seconds the condition must hold before alert.raised (and clear before cleared)
     severity: str = "warning"  # warning or critical
@@ -433,15 +434,6 @@ def agent_specs(config: Config) -> list[acd.AgentSpec]:
     ]
 
 
-ALERT_METRICS = (
-    "service_level",  # 0..1 answered within [stats] service_level_threshold, per queue: raised BELOW
-    "longest_wait",  # seconds the longest caller has waited, per queue
-    "abandon_rate",  # 0..1 abandoned / offered in the current interval, per queue
-    "no_agents",  # callers waiting on a queue with no logged-in agent: raised when value >= threshold
-    "disk_free",  # 0..1 free space of the recordings directory's disk: raised BELOW
-    "outbox_backlog",  # events written but not yet published to MQTT
-    "mqtt_disconnected",  # seconds the MQTT publisher has been disconnected
-)
 
 
 def _problems(config: Config, where: str, failed: set[str]) -> list[str]:
@@ -522,11 +514,11 @@ def _problems(config: Config, where: str, failed: set[str]) -> list[str]:
         out.append(f"{where}: server.log_level must be debug, info, warning or error")
     for i, rule in enumerate(config.alerts or ()):
         at = f"{where}: alerts[{i}] ({rule.metric})"
-        if rule.metric not in ALERT_METRICS:
-            guess = difflib.get_close_matches(rule.metric, ALERT_METRICS, n=1)
+        if rule.metric not in alerts.METRICS:
+            guess = difflib.get_close_matches(rule.metric, list(alerts.METRICS), n=1)
             out.append(
                 f"{where}: alerts[{i}]: metric '{rule.metric}' is unknown"
-                + (f" (did you mean '{guess[0]}'?)" if guess else f"; use one of {', '.join(ALERT_METRICS)}")
+                + (f" (did you mean '{guess[0]}'?)" if guess else f"; use one of {', '.join(alerts.METRICS)}")
             )
         if rule.severity not in ("warning", "critical"):
             out.append(f"{at}: severity must be warning or critical, not '{rule.severity}'")

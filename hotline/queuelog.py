@@ -134,12 +134,12 @@ class QueueLog:
             elif reason == "queue_full":
                 out.append(self._line(wall, cid, queue, NONE, "FULL"))
         elif name == "call.ended":
-            agent = data.get("agent_id")
-            if call.connected and agent:
+            ended_by = data.get("agent_id")
+            if call.connected and ended_by:
                 kind = "COMPLETEAGENT" if data.get("cause") == "agent_hangup" else "COMPLETECALLER"
                 out.append(
                     self._line(
-                        wall, cid, call.queue or NONE, _agent(str(agent)), kind, _seconds(call.hold),
+                        wall, cid, call.queue or NONE, _agent(str(ended_by)), kind, _seconds(call.hold),
                         _seconds(data.get("talk_seconds")), str(call.origposition),
                     )
                 )  # fmt: skip
