@@ -29,7 +29,7 @@ import telephony
 from telephony import events as tev
 
 from . import events as hev
-from . import outbound, profiles, reload, retention, servicecode
+from . import ops, outbound, profiles, reload, retention, servicecode
 from .config import Config, agent_specs, queue_specs
 from .speech import CallEar, SpeechService, vocabulary_warnings
 from .store import CallStore
@@ -287,6 +287,8 @@ class Server:
             service_hours=o.service_hours,
         )
         self._retention: asyncio.Task[None] | None = None
+        self.ops = ops.Operations(self)  # /metrics, /health, /ready and the alert rules
+        self.bus.add_sink(self.ops.observe_event)
         self.cti = cti_bridge.build_cti(
             self.bus,
             [cti_bridge.Token(t.name, t.secret, frozenset(t.scopes), t.agent or None) for t in c.tokens],
@@ -301,6 +303,7 @@ class Server:
             recordings=self._recording_path,
             audit=self.audit,
             limits=cti_bridge.SessionLimits(auth_timeout=c.auth_timeout),
+            ops=self.ops,
         )
         self.mqtt: cti_bridge.MqttPublisher | None = None
         if config.mqtt is not None and self.bus.outbox is not None:
@@ -359,6 +362,7 @@ class Server:
             if self.mqtt is not None:
                 self.mqtt.start()
             self.endpoint.start()
+            self.ops.start()
             if self.speech is not None:
                 self.speech.start()  # models load in the background; until then, DTMF only
             records = [acd.CallbackRecord.from_dict(r) for r in await self.store.load_callbacks()]
@@ -387,6 +391,7 @@ class Server:
 
     async def stop(self) -> None:
         log.info("hotline_stopping", calls=len(self.calls))
+        self.ops.stop()
         await self.watcher.stop()
         if self._retention is not None:
             self._retention.cancel()
@@ -896,16 +901,21 @@ class Server:
             return  # stopped, replaced or hung up while it was being found
         try:
             self.endpoint.play(s.leg, wav, token)
+            recorded = prompt.id is not None and self._prompt_paths.get((prompt.id, language)) == wav
+            self.ops.metrics.prompt(
+                "recorded" if recorded else "tone" if wav == self.tts.failure_tone else "synthesized"
+            )
             if s.dtmf_at is not None:  # server-side: keypress drained from pjsua2 -> next prompt playing
-                log.info(
-                    "dtmf_to_prompt", call_id=s.call_id, ms=round(1000 * (time.perf_counter() - s.dtmf_at), 3)
-                )
+                seconds = time.perf_counter() - s.dtmf_at
+                log.info("dtmf_to_prompt", call_id=s.call_id, ms=round(1000 * seconds, 3))
+                self.ops.metrics.ivr_turn("dtmf", seconds)
                 s.dtmf_at = None
             ear = s.ear
             if ear is not None and ear.speech_end_at is not None:
                 # server-side: the caller's last voiced sample -> the next prompt playing
-                ms = round(1000 * (time.perf_counter() - ear.speech_end_at), 1)
-                log.info("speech_to_prompt", call_id=s.call_id, ms=ms)
+                seconds = time.perf_counter() - ear.speech_end_at
+                log.info("speech_to_prompt", call_id=s.call_id, ms=round(1000 * seconds, 1))
+                self.ops.metrics.ivr_turn("speech", seconds)
                 ear.speech_end_at = None
         except Exception as exc:
             s.log.error("play_failed", wav=str(wav), error=str(exc))
@@ -930,7 +940,10 @@ class Server:
 
     # ------------------------------------------------------------------- ACD
     def _acd(self, event: acd.events.Input) -> None:
-        self._run_acd(self.router.handle(event, self._now()))
+        t0 = time.perf_counter()
+        outputs = self.router.handle(event, self._now())
+        self.ops.metrics.routed(time.perf_counter() - t0, outputs)
+        self._run_acd(outputs)
 
     def _acd_from_sip(self, event: acd.events.Input) -> None:
         """A SIP happening the router may no longer expect (a race with its own
@@ -942,7 +955,10 @@ class Server:
 
     def _router_tick(self) -> None:
         self._router_timer = None
-        self._run_acd(self.router.on_timer(self._now()))
+        t0 = time.perf_counter()
+        outputs = self.router.on_timer(self._now())
+        self.ops.metrics.routed(time.perf_counter() - t0, outputs)
+        self._run_acd(outputs)
 
     def _stats_tick(self) -> None:
         """Close finished roll-up intervals, save their rows, and wake up at the next boundary."""

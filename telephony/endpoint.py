@@ -45,6 +45,23 @@ class EndpointConfig:
     log_level: int = 1  # pjsip's own console log level (0-6)
 
 
+class _LogWriter(pj.LogWriter):  # type: ignore[misc]
+    """pjlib's log lines into structlog (so they are JSON in JSON mode, like ours). pjlib may
+    write from its own threads; this only formats and hands one line to the logger."""
+
+    def write(self, entry: pj.LogEntry) -> None:
+        level = int(entry.level)
+        text = str(entry.msg).rstrip()
+        sender, _, message = text.partition(" ")  # decor: "sender message"
+        emit = pjlog.error if level <= 1 else pjlog.warning if level == 2 else pjlog.info
+        if level >= 4:
+            emit = pjlog.debug
+        emit("pjsip", sender=sender.strip(), message=message.strip() or sender, pj_level=level)
+
+
+pjlog = structlog.get_logger("pjsip")
+
+
 class _Account(pj.Account):  # type: ignore[misc]
     def __init__(self, owner: Endpoint) -> None:
         super().__init__()
@@ -133,6 +150,8 @@ class Endpoint:
         self._durations: dict[Path, float] = {}
         self._thread: int | None = None
         self.sip_port = config.port
+        self.last_pump: float | None = None  # loop time of the last libHandleEvents (health check)
+        self._log_writer: _LogWriter | None = None  # kept alive while pjlib may call it
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -148,6 +167,10 @@ class Endpoint:
         ep_cfg.uaConfig.userAgent = "hotline/0.1"
         ep_cfg.logConfig.level = cfg.log_level
         ep_cfg.logConfig.consoleLevel = cfg.log_level
+        # every pjlib line goes through structlog; no time in its decor (structlog stamps it)
+        self._log_writer = _LogWriter()
+        ep_cfg.logConfig.writer = self._log_writer
+        ep_cfg.logConfig.decor = pj.PJ_LOG_HAS_SENDER | pj.PJ_LOG_HAS_SPACE
         ep_cfg.medConfig.clockRate = cfg.clock_rate
         ep_cfg.medConfig.sndClockRate = cfg.clock_rate
         ep_cfg.medConfig.ecTailLen = 0  # no echo canceller: there is no local speaker
@@ -207,6 +230,7 @@ class Endpoint:
         if self._pump is not None:
             self._pump.cancel()
             self._pump = None
+        self.last_pump = None
         self._destroy()
 
     def _destroy(self) -> None:
@@ -226,6 +250,7 @@ class Endpoint:
     def _tick(self) -> None:
         assert self._ep is not None and self._loop is not None
         self._ep.libHandleEvents(0)
+        self.last_pump = self._loop.time()
         self._drain()
         self._pump = self._loop.call_later(PUMP_INTERVAL, self._tick)
 
@@ -412,6 +437,11 @@ class Endpoint:
     @property
     def active_legs(self) -> int:
         return len(self._legs)
+
+    @property
+    def bound(self) -> bool:
+        """True once the SIP transports are up and the account exists (until shutdown)."""
+        return self._acc is not None
 
 
 def _user_part(uri: str) -> str:
