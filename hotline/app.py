@@ -268,6 +268,7 @@ class Server:
                 max_calls=sip.max_calls,
                 clock_rate=sip.clock_rate,
                 user=sip.user,
+                log_level=sip.pjsip_log_level,
             ),
             self._on_telephony,
         )

@@ -49,6 +49,7 @@ class SipConfig:
     clock_rate: int = 8000  # conference bridge clock in Hz; 8000 suits G.711 (no resampling)
     user: str = "hotline"  # user part of our SIP identity
     auto_answer: bool = True  # answer every incoming call at once; false = ring until CTI call.answer
+    pjsip_log_level: int = 1  # pjlib's own verbosity 0-6; its lines are logged as event "pjsip"
 
 
 @dataclass(frozen=True, slots=True)
@@ -508,6 +509,8 @@ def _problems(config: Config, where: str, failed: set[str]) -> list[str]:
             out.append(
                 f"{where}: [[cti.tokens]] is empty; the CTI socket admits no anonymous clients, add a token"
             )
+    if not 0 <= config.sip.pjsip_log_level <= 6:
+        out.append(f"{where}: sip.pjsip_log_level must be 0 (nothing) to 6 (everything)")
     if config.server.log_format not in ("auto", "json", "console"):
         out.append(f"{where}: server.log_format must be auto, json or console")
     if config.server.log_level.lower() not in ("debug", "info", "warning", "error"):

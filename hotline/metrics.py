@@ -182,7 +182,7 @@ class HotlineMetrics:
     """The registry and its update functions. ``read`` builds the snapshot at scrape time."""
 
     def __init__(self, read: Callable[[], Snapshot] | None = None, *, process: bool = True) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry = CollectorRegistry(auto_describe=False)  # the snapshot is read at scrape time only
         if process:
             ProcessCollector(
                 registry=self.registry

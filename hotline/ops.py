@@ -241,7 +241,16 @@ def _time_of(line: str) -> str:
 
 
 def _probe_write(path: str) -> str | None:
-    """Write one row in a new connection; None when it worked, else why not."""
+    """None when the database can be written, else why not. First access(2) on the file and
+    its directory, which sees permissions, a read-only mount and the immutable flag even for
+    root (SQLite would reuse this process's open read-write descriptor and not notice; and
+    opening and closing the file ourselves would drop SQLite's POSIX locks). Then one row
+    written in a new connection: a locked or broken database."""
+    import os
+
+    for target in (path, os.path.dirname(path) or "."):
+        if os.path.exists(target) and not os.access(target, os.W_OK):
+            return f"{target} is read-only (permissions, a read-only mount, or the immutable flag)"
     try:
         con = sqlite3.connect(path, timeout=DB_PROBE_TIMEOUT)
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import itertools
 import threading
 from collections import deque
@@ -51,8 +52,7 @@ class _LogWriter(pj.LogWriter):  # type: ignore[misc]
 
     def write(self, entry: pj.LogEntry) -> None:
         level = int(entry.level)
-        text = str(entry.msg).rstrip()
-        sender, _, message = text.partition(" ")  # decor: "sender message"
+        sender, _, message = str(entry.msg).strip().partition(" ")  # decor: "   sender  message"
         emit = pjlog.error if level <= 1 else pjlog.warning if level == 2 else pjlog.info
         if level >= 4:
             emit = pjlog.debug
@@ -60,6 +60,37 @@ class _LogWriter(pj.LogWriter):  # type: ignore[misc]
 
 
 pjlog = structlog.get_logger("pjsip")
+
+_PJ_LOG_FUNC = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_int)
+
+
+def _early_log(level: int, data: bytes | None, length: int) -> None:
+    """pjlib's lines before libInit installs the LogWriter (libCreate logs "pjlib ... initialized")."""
+    text = (data or b"")[: max(0, length)].decode("utf-8", "replace").strip()
+    parts = text.split(None, 2)  # default decor: "HH:MM:SS.mmm sender message"
+    if len(parts) == 3 and parts[0].count(":") == 2:
+        parts = parts[1:]
+    sender, message = (parts[0], parts[1] if len(parts) > 1 else "") if parts else ("", "")
+    emit = (
+        pjlog.error
+        if level <= 1
+        else pjlog.warning
+        if level == 2
+        else pjlog.info
+        if level == 3
+        else pjlog.debug
+    )
+    emit("pjsip", sender=sender, message=message.lstrip("!").strip() or sender, pj_level=level)
+
+
+_early_log_c = _PJ_LOG_FUNC(_early_log)  # module-level: pjlib keeps the pointer
+
+
+def _route_early_log(level: int) -> None:
+    """Before libCreate: pjlib's own level, and its lines to structlog instead of stdout."""
+    lib = ctypes.CDLL(pj._pjsua2.__file__)  # the wheel links pjlib statically and exports it
+    lib.pj_log_set_level(ctypes.c_int(level))
+    lib.pj_log_set_log_func(_early_log_c)
 
 
 class _Account(pj.Account):  # type: ignore[misc]
@@ -158,6 +189,7 @@ class Endpoint:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
         cfg = self.config
+        _route_early_log(cfg.log_level)
         ep = pj.Endpoint()
         ep.libCreate()
         ep_cfg = pj.EpConfig()
