@@ -20,7 +20,8 @@ from types import SimpleNamespace
 
 import acd
 import cti_bridge
-from hotline.config import agent_specs, load_config, queue_specs
+from hotline.app import agent_specs, queue_specs
+from hotline.config import load_config
 from hotline.ops import Operations
 
 

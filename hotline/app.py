@@ -30,7 +30,7 @@ from telephony import events as tev
 
 from . import events as hev
 from . import ops, outbound, profiles, reload, retention, servicecode
-from .config import Config, agent_specs, queue_specs
+from .config import Config
 from .speech import CallEar, SpeechService, vocabulary_warnings
 from .store import CallStore
 
@@ -80,6 +80,50 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".json.partial")
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False))
     tmp.replace(path)
+
+
+def queue_specs(config: Config) -> list[acd.QueueSpec]:
+    def overflow(o: Any) -> acd.Overflow | None:
+        return None if o is None else acd.Overflow(kind=acd.OverflowKind(o.kind), target=o.target)
+
+    return [
+        acd.QueueSpec(
+            name=q.name,
+            skills=q.skills,
+            strategy=q.strategy,
+            ring_timeout=q.ring_timeout,
+            wrap_up=q.wrap_up,
+            max_no_answer=q.max_no_answer,
+            retry_delay=q.retry_delay,
+            aging_seconds=q.aging_seconds,
+            relax=tuple(
+                acd.RelaxStep(after=r.after, min_level=r.min_level or None, drop=r.drop) for r in q.relax
+            ),
+            max_wait=q.max_wait or None,
+            max_waiting=q.max_waiting or None,
+            on_max_wait=overflow(q.on_max_wait),
+            on_full=overflow(q.on_full),
+            on_no_agents=overflow(q.on_no_agents),
+            callback_retry_delay=q.callback_retry_delay,
+            callback_max_attempts=q.callback_max_attempts,
+            default_aht=q.default_aht,
+        )
+        for q in config.acd.queues
+    ]
+
+
+def agent_specs(config: Config) -> list[acd.AgentSpec]:
+    return [
+        acd.AgentSpec(
+            id=a.id,
+            name=a.name or a.id,
+            skills=a.skills,
+            contact=a.contact,
+            queues=a.queues,
+            wrap_up=a.wrap_up if a.wrap_up >= 0 else None,
+        )
+        for a in config.acd.agents
+    ]
 
 
 def known_skills(config: Config) -> set[str]:

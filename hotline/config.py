@@ -390,53 +390,6 @@ def load_config_or_report(path: str | Path) -> Config | None:
         return None
 
 
-# ------------------------------------------------------------ the ACD's specs
-def queue_specs(config: Config) -> list[acd.QueueSpec]:
-    def overflow(o: Any) -> acd.Overflow | None:
-        return None if o is None else acd.Overflow(kind=acd.OverflowKind(o.kind), target=o.target)
-
-    return [
-        acd.QueueSpec(
-            name=q.name,
-            skills=q.skills,
-            strategy=q.strategy,
-            ring_timeout=q.ring_timeout,
-            wrap_up=q.wrap_up,
-            max_no_answer=q.max_no_answer,
-            retry_delay=q.retry_delay,
-            aging_seconds=q.aging_seconds,
-            relax=tuple(
-                acd.RelaxStep(after=r.after, min_level=r.min_level or None, drop=r.drop) for r in q.relax
-            ),
-            max_wait=q.max_wait or None,
-            max_waiting=q.max_waiting or None,
-            on_max_wait=overflow(q.on_max_wait),
-            on_full=overflow(q.on_full),
-            on_no_agents=overflow(q.on_no_agents),
-            callback_retry_delay=q.callback_retry_delay,
-            callback_max_attempts=q.callback_max_attempts,
-            default_aht=q.default_aht,
-        )
-        for q in config.acd.queues
-    ]
-
-
-def agent_specs(config: Config) -> list[acd.AgentSpec]:
-    return [
-        acd.AgentSpec(
-            id=a.id,
-            name=a.name or a.id,
-            skills=a.skills,
-            contact=a.contact,
-            queues=a.queues,
-            wrap_up=a.wrap_up if a.wrap_up >= 0 else None,
-        )
-        for a in config.acd.agents
-    ]
-
-
-
-
 def _problems(config: Config, where: str, failed: set[str]) -> list[str]:
     """Every value that contradicts another (or a fixed list), as one line each. Tables in
     ``failed`` did not load and are not cross-checked (their defaults would mislead)."""
@@ -481,11 +434,6 @@ def _problems(config: Config, where: str, failed: set[str]) -> list[str]:
                 f"{where}: agent {agent.id}: queues names '{name}', which is not a queue"
                 + (f" (did you mean '{guess[0]}'?)" if guess else f"; queues: {', '.join(sorted(queues))}")
             )
-    if acd_ok and not out:
-        try:  # whatever else the router refuses (skill levels, ...), said here and not at run
-            acd.build_router(queue_specs(config), agent_specs(config))
-        except acd.AcdConfigError as exc:
-            out.append(f"{where}: acd: {exc}")
     for t in config.sip.transports if "sip" not in failed else ():
         if t not in ("udp", "tcp"):
             out.append(f"{where}: sip.transports: '{t}' is not one of udp, tcp")

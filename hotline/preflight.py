@@ -1,9 +1,9 @@
 """What `hotline run` would refuse, found without opening a socket or a database.
 
 `hotline validate --config` and `hotline run` both call :func:`preflight`, so the server never
-fails at start-up on something the validator could have seen: a broken main flow, an
-overflow to a node the main flow lacks, bad calling hours, a bad time zone or purge time,
-unreadable TLS files.
+fails at start-up on something the validator could have seen: what the ACD router refuses, a
+broken main flow, an overflow to a node the main flow lacks, bad calling hours, a bad time
+zone or purge time, unreadable TLS files.
 """
 
 from __future__ import annotations
@@ -17,12 +17,17 @@ def preflight(config: Config, *, main_flow: bool = True) -> list[str]:
     """Every problem, one line each (flow problems as ``file:line:col: code: message``).
     ``main_flow=False`` leaves out the main flow's own diagnostics (for `validate`, which
     prints every flow's)."""
+    import acd
     import ivr
 
     from . import outbound, retention
-    from .app import load_flows
+    from .app import agent_specs, load_flows, queue_specs
 
     problems: list[str] = []
+    try:  # whatever else the router refuses (skill levels, ...), said here and not at run
+        acd.build_router(queue_specs(config), agent_specs(config))
+    except acd.AcdConfigError as exc:
+        problems.append(f"[acd]: {exc}")
     prompt_dirs = [config.path(d) for d in config.prompts.directories]
     try:
         _flows, main = load_flows(config, prompt_dirs)

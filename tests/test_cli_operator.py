@@ -168,3 +168,16 @@ def test_a_bug_is_one_line_not_a_traceback(
     assert main(["schema"]) == hotline.cli.EXIT_BUG
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "internal error: RuntimeError: boom" in err
+
+
+def test_what_the_router_refuses_is_found_by_validate_and_refused_by_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = (
+        _config(tmp_path).read_text().replace("name = 'sales'\n", "name = 'sales'\nskills = { sales = 9 }\n")
+    )
+    (tmp_path / "config.toml").write_text(config)
+    assert main(["validate", "--config", str(tmp_path / "config.toml")]) == 1
+    assert "[acd]: skill 'sales' has proficiency 9; it must be 1..5" in capsys.readouterr().out
+    assert main(["run", "--config", str(tmp_path / "config.toml")]) == 2  # before anything binds
+    assert "[acd]: skill 'sales' has proficiency 9" in capsys.readouterr().err

@@ -15,7 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import acd
 import cti_bridge
-from hotline.config import agent_specs, load_config, queue_specs
+from hotline.app import agent_specs, queue_specs
+from hotline.config import load_config
 from hotline.ops import Operations
 
 
