@@ -88,57 +88,64 @@ async def test_metrics_move_during_a_real_call_and_its_queue_log(
          "--output", str(follow_file)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    agent = Sipp("agent_uas", tmp_path, local_port=server.agent_port, rtp_echo=True).start()  # type: ignore[attr-defined]
-    async with CtiClient("127.0.0.1", server.cti_port, server.token) as cti:
-        await cti.request("agent.login", agent="1001")
-        await cti.request("agent.ready", agent="1001")
-        caller = dial(
-            server, "caller_dtmf", tmp_path,
-            keys={"caller": "5550100", "dtmf_delay": 3000, "talk_ms": 4000, **dtmf_keys("1", tmp_path)},
-        ).start()  # fmt: skip
-        seen: list[Event] = []
+    try:
+        agent = Sipp("agent_uas", tmp_path, local_port=server.agent_port, rtp_echo=True).start()  # type: ignore[attr-defined]
+        async with CtiClient("127.0.0.1", server.cti_port, server.token) as cti:
+            await cti.request("agent.login", agent="1001")
+            await cti.request("agent.ready", agent="1001")
+            caller = dial(
+                server, "caller_dtmf", tmp_path,
+                keys={"caller": "5550100", "dtmf_delay": 3000, "talk_ms": 4000, **dtmf_keys("1", tmp_path)},
+            ).start()  # fmt: skip
+            seen: list[Event] = []
 
-        async def wait(name: str) -> Event:
-            while True:
-                item = await cti.next_event(timeout=40)
-                if isinstance(item, Event):
-                    seen.append(item)
-                    if item.name == name:
-                        return item
+            async def wait(name: str) -> Event:
+                while True:
+                    item = await cti.next_event(timeout=40)
+                    if isinstance(item, Event):
+                        seen.append(item)
+                        if item.name == name:
+                            return item
 
-        connected = await wait("call.connected")
-        call_id = connected.call_id
+            connected = await wait("call.connected")
+            call_id = connected.call_id
+            _, body = await get(server, "/metrics")
+            during = scrape(body)
+            assert during[("hotline_calls_in_progress", (("phase", "connected"),))] == 1
+            assert during[("hotline_sip_legs", ())] >= 2
+            assert during[("hotline_queue_agents", (("queue", "sales"), ("state", "on_call")))] == 1
+            assert during[("hotline_routing_decisions_total", (("decision", "offer"),))] >= 1
+            assert during[("hotline_routing_decision_seconds_count", ())] >= 1
+            assert during[("hotline_ivr_turn_seconds_count", (("input", "dtmf"),))] >= 1
+            # the test config's prompt directory has no WAVs: the greeting and menu were synthesized
+            assert during[("hotline_prompts_total", (("source", "synthesized"),))] >= 2
+            await wait("call.ended")
+            assert caller.wait(30) == 0, caller.summary()
+        agent.wait(20)
         _, body = await get(server, "/metrics")
-        during = scrape(body)
-        assert during[("hotline_calls_in_progress", (("phase", "connected"),))] == 1
-        assert during[("hotline_sip_legs", ())] >= 2
-        assert during[("hotline_queue_agents", (("queue", "sales"), ("state", "on_call")))] == 1
-        assert during[("hotline_routing_decisions_total", (("decision", "offer"),))] >= 1
-        assert during[("hotline_routing_decision_seconds_count", ())] >= 1
-        assert during[("hotline_ivr_turn_seconds_count", (("input", "dtmf"),))] >= 1
-        # the test config's prompt directory has no WAVs: the greeting and menu were synthesized
-        assert during[("hotline_prompts_total", (("source", "synthesized"),))] >= 2
-        await wait("call.ended")
-        assert caller.wait(30) == 0, caller.summary()
-    agent.wait(20)
-    _, body = await get(server, "/metrics")
-    after = scrape(body)
-    done = ("hotline_calls_total", (("outcome", "caller_hangup"), ("queue", "sales")))
-    assert after[done] == before.get(done, 0) + 1
-    assert after[("hotline_connects_total", (("queue", "sales"),))] >= 1
-    assert after.get(("hotline_calls_in_progress", (("phase", "connected"),)), 0) == 0
+        after = scrape(body)
+        done = ("hotline_calls_total", (("outcome", "caller_hangup"), ("queue", "sales")))
+        assert after[done] == before.get(done, 0) + 1
+        assert after[("hotline_connects_total", (("queue", "sales"),))] >= 1
+        assert after.get(("hotline_calls_in_progress", (("phase", "connected"),)), 0) == 0
 
-    # the queue_log: exported now, and written live by the follower
-    export = subprocess.run(
-        [sys.executable, "-m", "hotline", "report", "--config", config, "--queue-log"],
-        cwd=ROOT, capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
-    assert export.returncode == 0, export.stderr
-    until(
-        lambda: f"|{call_id}|sales|Agent/1001|COMPLETECALLER|" in follow_file.read_text(), 10, what="follow"
-    )
-    follower.send_signal(signal.SIGTERM)
-    assert follower.wait(10) == 0, follower.stderr.read() if follower.stderr else ""
+        # the queue_log: exported now, and written live by the follower
+        export = subprocess.run(
+            [sys.executable, "-m", "hotline", "report", "--config", config, "--queue-log"],
+            cwd=ROOT, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert export.returncode == 0, export.stderr
+        until(
+            lambda: f"|{call_id}|sales|Agent/1001|COMPLETECALLER|" in follow_file.read_text(),
+            10,
+            what="follow",
+        )
+        follower.send_signal(signal.SIGTERM)
+        assert follower.wait(10) == 0, follower.stderr.read() if follower.stderr else ""
+    finally:
+        if follower.poll() is None:  # a failure above must not leave it running
+            follower.kill()
+            follower.wait()
     for text in (export.stdout, follow_file.read_text()):
         lines = [line.split("|") for line in text.splitlines()]
         for fields in lines:  # Asterisk's layout: epoch|callid|queue|agent|EVENT|params...
