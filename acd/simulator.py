@@ -31,6 +31,7 @@ from typing import Any
 from . import erlang
 from . import events as ev
 from .model import AcdError, AcdUsageError, AgentSpec, QueueSpec
+from .router import Router
 from .stats import StatsConfig, build_statistics
 
 __all__ = ["AgentGroup", "QueueLoad", "Scenario", "SimulationError", "main", "simulate"]
@@ -98,12 +99,37 @@ def _talk_sampler(load: QueueLoad, rng: random.Random) -> Any:
     raise SimulationError(f"handle must be one of {HANDLE_KINDS}, not {load.handle!r}")
 
 
+def _check_scenario(scenario: Scenario) -> None:
+    """Every figure in range, each problem named (raises :class:`SimulationError`)."""
+    problems: list[str] = []
+    if not scenario.queues or not scenario.agents:
+        problems.append("a scenario needs at least one queue and one agent group")
+    for g in scenario.agents:
+        if g.count < 1:
+            problems.append(f"agent group {g.name!r}: count (--agents) must be at least 1, not {g.count}")
+        if g.answer_delay < 0:
+            problems.append(f"agent group {g.name!r}: answer_delay must be 0 or more, not {g.answer_delay:g}")
+    for q in scenario.queues:
+        name = q.spec.name
+        for label, value in (("rate (--rate)", q.rate), ("talk (--aht)", q.talk), ("cv", q.cv)):
+            if not math.isfinite(value) or value < 0:
+                problems.append(f"queue {name!r}: {label} must be 0 or more, not {value:g}")
+        if q.patience is not None and q.patience < 0:
+            problems.append(f"queue {name!r}: patience must be 0 or more, not {q.patience:g}")
+        if q.handle not in HANDLE_KINDS:
+            problems.append(f"queue {name!r}: handle must be one of {', '.join(HANDLE_KINDS)}")
+    for label, value in (("hours", scenario.hours), ("warmup", scenario.warmup)):
+        if not math.isfinite(value) or value < 0:
+            problems.append(f"{label} must be 0 or more, not {value:g}")
+    if scenario.max_calls is not None and scenario.max_calls < 0:
+        problems.append(f"max_calls must be 0 or more, not {scenario.max_calls}")
+    if problems:
+        raise SimulationError("; ".join(problems))
+
+
 def simulate(scenario: Scenario) -> dict[str, Any]:
     """Run ``scenario`` to completion and return its figures as plain data."""
-    from . import build_router  # late: acd/__init__ may one day import this module
-
-    if not scenario.queues or not scenario.agents:
-        raise SimulationError("a scenario needs at least one queue and one agent group")
+    _check_scenario(scenario)
     wall0 = time.perf_counter()
     rng = random.Random(scenario.seed)
     specs = [q.spec for q in scenario.queues]
@@ -116,7 +142,7 @@ def simulate(scenario: Scenario) -> dict[str, Any]:
                 raise SimulationError(f"agent id {aid!r} is used twice: give the groups distinct names")
             agent_specs.append(AgentSpec(id=aid, name=aid, skills=group.skills, contact=f"sim:{aid}"))
             delay[aid] = group.answer_delay
-    router = build_router(specs, agent_specs)
+    router = Router(specs, agent_specs, None)  # what acd.build_router builds
     stats = build_statistics(specs, agent_specs, scenario.stats, now=0.0)
     observe = stats.observe
 
@@ -342,7 +368,7 @@ def _report(
             "mean_abs_error_waited": sum(abs_waited) / len(abs_waited) if abs_waited else None,  # seconds
         }
     else:
-        ewt = {"skipped": "the router gives no estimated wait (CallQueued has no 'ewt' field yet)"}
+        ewt = {"skipped": "no call that was given an estimate was answered after the warm-up"}
     return {
         "seed": scenario.seed,
         "hours": scenario.hours,

@@ -229,12 +229,17 @@ class CallController:
                 call = self.calls.get(cid)
                 if call is not None and call.phase is P.OFFERED and not call.caller_ready:
                     self._caller_loaded(call, caller)
-            case inp.PromptResolved(call_id=cid, token=token, wav=wav):
+            case inp.PromptResolved(call_id=cid, token=token, wav=wav, source=source):
                 call = self.calls.get(cid)
                 if call is not None and call.phase in LIVE and call.playing == token and call.leg:
                     self._emit(
                         fx.PlayFile(
-                            call_id=cid, leg=call.leg, wav=wav, token=token, loop=token in call.looping
+                            call_id=cid,
+                            leg=call.leg,
+                            wav=wav,
+                            token=token,
+                            loop=token in call.looping,
+                            source=source,
                         )
                     )
             case inp.Heard(call_id=cid, event=heard):

@@ -81,6 +81,7 @@ class PlayFile:
     wav: Path
     token: int  # PlaybackDone(token) follows after the file's length (not with loop)
     loop: bool = False  # play until stopped or replaced
+    source: str = "recorded"  # where the WAV came from: "recorded", "tts" or "tone" (for metrics)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

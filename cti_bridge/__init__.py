@@ -1,10 +1,12 @@
 """cti_bridge: the CTI event stream and control socket (protocol version 1)."""
 
+import functools
 import ssl
 from collections.abc import Iterable
 
 from .audit import AuditError, AuditLog, verify_audit
 from .events import PROTOCOL_VERSION, envelope, event_data, iso_utc, wire_name
+from .httpd import OpsEndpoints, start_http
 from .mqtt import MqttPublisher, MqttSettings
 from .outbox import Outbox, OutboxError
 from .protocol import CtiError, require_str
@@ -37,6 +39,7 @@ def build_cti(
     recordings: RecordingResolver | None = None,
     audit: AuditLog | None = None,
     limits: SessionLimits | None = None,
+    ops: OpsEndpoints | None = None,
 ) -> CtiServer:
     """The one wiring point: the CTI protocol serving ``bus`` and running ``control``.
 
@@ -46,6 +49,7 @@ def build_cti(
       ``/cti`` and ``GET /recordings/<call_id>``, files found by ``recordings``, downloads
       written to ``audit``.
     - ``limits``: idle-auth timeout, flood and slow-consumer bounds.
+    - ``ops``: serve ``/metrics``, ``/health`` and ``/ready`` on the HTTP port too.
     """
     return CtiServer(
         bus,
@@ -61,6 +65,7 @@ def build_cti(
         recordings=recordings,
         audit=audit,
         limits=limits,
+        http_starter=functools.partial(start_http, ops=ops),
     )
 
 
@@ -84,6 +89,7 @@ __all__ = [
     "EventBus",
     "MqttPublisher",
     "MqttSettings",
+    "OpsEndpoints",
     "Outbox",
     "OutboxError",
     "RecordingResolver",

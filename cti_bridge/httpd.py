@@ -1,5 +1,6 @@
-"""The HTTP port (aiohttp): the CTI protocol over WebSocket at ``/cti`` and recording
-downloads at ``GET /recordings/<call_id>``, each download written to the audit log."""
+"""The HTTP port (aiohttp): the CTI protocol over WebSocket at ``/cti``, recording downloads
+at ``GET /recordings/<call_id>`` (each written to the audit log), and, when the server gives
+operations endpoints, ``GET /metrics`` (Prometheus), ``GET /health`` and ``GET /ready``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import re
 import ssl
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 from aiohttp import WSMsgType, web
@@ -29,14 +30,36 @@ CALL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # anything else can
 READ_SCOPES = frozenset({"read", "agent", "control", "admin"})  # every scope includes read
 
 
+class OpsEndpoints(Protocol):
+    """What /metrics, /health and /ready serve (hotline.ops.Operations)."""
+
+    metrics_public: bool  # /metrics without a token
+    content_type: str  # of the metrics exposition
+
+    def render_metrics(self) -> bytes: ...
+
+    async def health(self) -> tuple[bool, dict[str, Any]]: ...
+
+    async def ready(self) -> tuple[bool, dict[str, Any]]: ...
+
+
 async def start_http(
-    server: CtiServer, host: str, port: int, tls: ssl.SSLContext | None
+    server: CtiServer,
+    host: str,
+    port: int,
+    tls: ssl.SSLContext | None,
+    *,
+    ops: OpsEndpoints | None = None,
 ) -> tuple[web.AppRunner, int]:
     """Serve the app; returns the runner (to clean up) and the bound port."""
-    front = HttpFront(server)
+    front = HttpFront(server, ops)
     app = web.Application()
     app.router.add_get("/cti", front.websocket)
     app.router.add_get("/recordings/{call_id}", front.recording)
+    if ops is not None:
+        app.router.add_get("/metrics", front.metrics)
+        app.router.add_get("/health", front.health)
+        app.router.add_get("/ready", front.ready)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=tls)
@@ -70,8 +93,59 @@ class AuditedFile(web.FileResponse):
 
 
 class HttpFront:
-    def __init__(self, server: CtiServer) -> None:
+    def __init__(self, server: CtiServer, ops: OpsEndpoints | None = None) -> None:
         self.server = server
+        self.ops = ops
+
+    # ------------------------------------------------------------ operations
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        assert self.ops is not None
+        if not self.ops.metrics_public:
+            refused = self._bearer(request, "metrics")
+            if refused is not None:
+                return refused
+        body = self.ops.render_metrics()
+        return web.Response(body=body, headers={"Content-Type": self.ops.content_type})
+
+    async def health(self, request: web.Request) -> web.StreamResponse:
+        assert self.ops is not None
+        return self._checks(*await self.ops.health())
+
+    async def ready(self, request: web.Request) -> web.StreamResponse:
+        assert self.ops is not None
+        return self._checks(*await self.ops.ready())
+
+    @staticmethod
+    def _checks(ok: bool, checks: dict[str, Any]) -> web.Response:
+        failing = sorted(name for name, c in checks.items() if not c["ok"])
+        body = {"status": "ok" if ok else "failing", "failing": failing, "checks": checks}
+        return web.json_response(body, status=200 if ok else 503, headers={"Cache-Control": "no-store"})
+
+    def _bearer(self, request: web.Request, what: str) -> web.Response | None:
+        """None when the request carries a valid token with read scope; else the refusal."""
+        address = request.remote or "unknown"
+        scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not offered.strip():
+            return json_error(
+                401,
+                "cti.auth_required",
+                f"{what} needs a CTI token: Authorization: Bearer <token> (or [http] metrics_public)",
+                **{"WWW-Authenticate": 'Bearer realm="hotline"'},
+            )
+        try:
+            token = self.server.authenticate(address, offered.strip())
+        except CtiError as exc:
+            throttled = exc.code == "cti.auth_throttled"
+            log.warning("http_auth_failed", address=address, code=exc.code, path=request.path)
+            return json_error(
+                429 if throttled else 401,
+                exc.code,
+                exc.message,
+                **{"WWW-Authenticate": 'Bearer realm="hotline", error="invalid_token"'},
+            )
+        if not token.scopes & READ_SCOPES:
+            return json_error(403, "cti.forbidden", f"token '{token.name}' needs scope read for {what}")
+        return None
 
     # ------------------------------------------------------------- WebSocket
     async def websocket(self, request: web.Request) -> web.StreamResponse:

@@ -38,6 +38,9 @@ Control = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 Sink = Callable[[dict[str, Any]], None]
 #: Finds a call's recording file: call_id -> Path, or None when there is none. May be async.
 RecordingResolver = Callable[[str], "Path | Awaitable[Path | None] | None"]
+#: Serves the HTTP port of a server (cti_bridge.httpd.start_http, given by build_cti):
+#: (server, host, port, tls) -> (a runner to ``cleanup()``, the bound port).
+HttpStarter = Callable[["CtiServer", str, int, "ssl.SSLContext | None"], Awaitable[tuple[Any, int]]]
 
 MAX_QUEUED_LINES = 10_000  # per client; a client that falls further behind is disconnected
 PURGE_INTERVAL = 60.0  # seconds between outbox retention runs
@@ -317,9 +320,12 @@ class CtiServer:
         recordings: RecordingResolver | None = None,
         audit: AuditLog | None = None,
         limits: SessionLimits | None = None,
+        http_starter: HttpStarter | None = None,
     ) -> None:
         if tls is not None and tls_port is None:
             raise ValueError("a TLS context needs a tls_port to listen on")
+        if http_port is not None and http_starter is None:
+            raise ValueError("an http_port needs an http_starter to serve it (build_cti gives one)")
         self.bus = bus
         self.tokens = list(tokens)
         self.control = control
@@ -329,6 +335,7 @@ class CtiServer:
         self.recordings = recordings  # call_id -> the recording file, or None
         self.audit = audit  # where recording downloads are recorded
         self.limits = limits or SessionLimits()
+        self._http_starter = http_starter
         self._servers: list[asyncio.Server] = []
         self._http: Any = None  # the aiohttp runner, when serving HTTP
         self._tasks: set[asyncio.Task[None]] = set()
@@ -355,10 +362,10 @@ class CtiServer:
             )
             self._servers.append(secure)
             self.tls_port = secure.sockets[0].getsockname()[1]
-        if self.http_port is not None:
-            from .httpd import start_http
-
-            self._http, self.http_port = await start_http(self, self.http_host, self.http_port, self.http_tls)
+        if self.http_port is not None and self._http_starter is not None:
+            self._http, self.http_port = await self._http_starter(
+                self, self.http_host, self.http_port, self.http_tls
+            )
         if self.bus.outbox is not None:
             self._purge()
         log.info(

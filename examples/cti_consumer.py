@@ -1,9 +1,10 @@
 """An example hotline CTI consumer: tickets from call.ended, recordings for QA.
 
-It uses only the documented protocol (docs/cti.md) and the standard library:
+It uses hotline's asyncio CTI client (``hotline.client``, docs/cti.md) and the standard library:
 
-- the event stream over TCP: ``auth``, then ``subscribe`` with ``since`` = the last
-  seq it processed, so a reconnect (or a hotline restart) loses nothing;
+- the event stream over TCP: the client authenticates and subscribes with ``since`` = the
+  last seq this consumer committed, and after a drop (or a hotline restart) reconnects and
+  resumes from there, so nothing is lost;
 - ``call.ended`` files a ticket row in its own SQLite table;
 - ``recording.ready`` downloads ``GET /recordings/<call_id>`` into a QA folder and
   checks the sha256 the event carries.
@@ -28,7 +29,8 @@ import sqlite3
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+
+from hotline.client import CtiClient, CtiClientError, Event, Gap
 
 log = logging.getLogger("cti_consumer")
 
@@ -80,77 +82,53 @@ class Consumer:
     async def run(self) -> None:
         """Connect, process, and reconnect forever (cancel to stop)."""
         while True:
+            client = CtiClient(
+                self.host,
+                self.port,
+                self.token,
+                events=["call.ended", "recording.ready"],
+                since=lambda: self.last_seq,  # asked at every (re)connect
+                retry_first=self.retry,
+                retry_max=max(self.retry, 5.0),
+            )
             try:
-                await self.session()
-            except (OSError, ConsumerError, asyncio.IncompleteReadError) as exc:
+                await client.connect()
+                if self.last_seq is None:  # first run: start from now
+                    self.save_seq(client.subscribed_seq or 0)
+                async for item in client:
+                    if isinstance(item, Gap):
+                        log.error("events were lost to retention: %s", item.message)
+                        continue
+                    await self.handle(item)
+                raise ConsumerError(f"the stream ended ({client.closed_reason or 'connection lost'})")
+            except (OSError, CtiClientError, ConsumerError) as exc:
                 log.warning("disconnected: %s; reconnecting in %.1f s", exc, self.retry)
+            finally:
+                await client.close()
             await asyncio.sleep(self.retry)
 
-    async def session(self) -> None:
-        reader, writer = await asyncio.open_connection(self.host, self.port)
-        try:
-
-            async def request(rid: int, cmd: str, **args: Any) -> dict[str, Any]:
-                writer.write((json.dumps({"id": rid, "cmd": cmd, **args}) + "\n").encode())
-                await writer.drain()
-                while True:  # events cannot arrive before subscribe's reply
-                    msg = await self.read(reader)
-                    if msg.get("id") == rid:
-                        return msg
-
-            reply = await request(1, "auth", token=self.token)
-            if not reply["ok"]:
-                raise ConsumerError(f"auth refused: {reply['error']['code']}")
-            events = ["call.ended", "recording.ready"]
-            since = self.last_seq
-            reply = await request(
-                2, "subscribe", events=events, **({"since": since} if since is not None else {})
-            )
-            if not reply["ok"] and reply["error"]["code"] == "cti.since_too_old":
-                log.error("events were lost to retention: %s", reply["error"]["message"])
-                reply = await request(3, "subscribe", events=events)
-                since = None
-            if not reply["ok"]:
-                raise ConsumerError(f"subscribe refused: {reply['error']['code']}")
-            if since is None:  # first run: start from now
-                self.save_seq(reply["seq"])
-            while True:
-                msg = await self.read(reader)
-                if msg.get("event") == "session.closed":
-                    raise ConsumerError(f"the server ended the session: {msg['data']['reason']}")
-                if "seq" in msg:
-                    await self.handle(msg)
-        finally:
-            writer.close()
-
-    @staticmethod
-    async def read(reader: asyncio.StreamReader) -> dict[str, Any]:
-        line = await reader.readline()
-        if not line:
-            raise ConsumerError("the server closed the connection")
-        msg: dict[str, Any] = json.loads(line)
-        return msg
-
-    async def handle(self, event: dict[str, Any]) -> None:
-        seq = event["seq"]
+    async def handle(self, event: Event) -> None:
+        seq = event.seq
         if self.last_seq is not None and seq <= self.last_seq:
             return  # a redelivery
-        if event["event"] == "recording.ready" and event["data"].get("kind") == "call":
-            path, size = await asyncio.to_thread(self.download, event["call_id"], event["data"]["sha256"])
+        is_call_recording = event.name == "recording.ready" and event.data.get("kind") == "call"
+        if is_call_recording:
+            assert event.call_id is not None
+            path, size = await asyncio.to_thread(self.download, event.call_id, event.data["sha256"])
         self.db.execute("BEGIN")
-        if event["event"] == "call.ended":
-            data = event["data"]
+        if event.name == "call.ended":
+            data = event.data
             self.db.execute(
                 "INSERT OR IGNORE INTO tickets VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    event["call_id"], seq, event["time"], data.get("cause"), data.get("queue"),
+                    event.call_id, seq, event.time, data.get("cause"), data.get("queue"),
                     data.get("agent_id"), data.get("talk_seconds"), json.dumps(data, sort_keys=True),
                 ),
             )  # fmt: skip
-        elif event["event"] == "recording.ready" and event["data"].get("kind") == "call":
+        elif is_call_recording:
             self.db.execute(
                 "INSERT OR REPLACE INTO qa_recordings VALUES (?, ?, ?, ?, ?)",
-                (event["call_id"], seq, str(path), event["data"]["sha256"], size),
+                (event.call_id, seq, str(path), event.data["sha256"], size),
             )
         self.save_seq(seq)
         self.db.execute("COMMIT")

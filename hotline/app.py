@@ -31,7 +31,7 @@ from calls import effects as fx
 from calls import inputs as inp
 from telephony import events as tev
 
-from . import outbound, profiles, reload, retention
+from . import ops, outbound, profiles, reload, retention
 from .commands import Commands
 from .config import Config
 from .flowset import agent_specs, known_skills, load_flows, prompt_ids, queue_specs
@@ -71,7 +71,7 @@ class Server:
                 db, retain_seconds=config.cti.retain_seconds, retain_events=config.cti.retain_events
             )
         )
-        self.router = acd.build_router(queue_specs(config), agent_specs(config))
+        self.router = ops.TimedRouter(queue_specs(config), agent_specs(config))
         st = config.stats
         # statistics run on wall-clock seconds, so roll-up rows start on real quarter hours
         stats = acd.build_statistics(
@@ -151,6 +151,7 @@ class Server:
                 max_calls=sip.max_calls,
                 clock_rate=sip.clock_rate,
                 user=sip.user,
+                log_level=sip.pjsip_log_level,
             ),
             self._on_telephony,
         )
@@ -171,6 +172,9 @@ class Server:
         )
         self._retention: asyncio.Task[None] | None = None
         self.commands = Commands(self)
+        self.ops = ops.Operations(self)  # /metrics, /health, /ready and the alert rules
+        self.router.metrics = self.ops.metrics  # routing decisions and their latency
+        self.bus.add_sink(self.ops.observe_event)
         self.cti = cti_bridge.build_cti(
             self.bus,
             [cti_bridge.Token(t.name, t.secret, frozenset(t.scopes), t.agent or None) for t in c.tokens],
@@ -185,6 +189,7 @@ class Server:
             recordings=self._recording_path,
             audit=self.audit,
             limits=cti_bridge.SessionLimits(auth_timeout=c.auth_timeout),
+            ops=self.ops,
         )
         self.mqtt: cti_bridge.MqttPublisher | None = None
         if config.mqtt is not None and self.bus.outbox is not None:
@@ -255,6 +260,7 @@ class Server:
             if self.mqtt is not None:
                 self.mqtt.start()
             self.endpoint.start()
+            self.ops.start()
             if self.speech is not None:
                 self.speech.start()  # models load in the background; until then, DTMF only
             records = [acd.CallbackRecord.from_dict(r) for r in await self.store.load_callbacks()]
@@ -280,6 +286,7 @@ class Server:
 
     async def stop(self) -> None:
         log.info("hotline_stopping", calls=len(self.controller.live_calls()))
+        self.ops.stop()
         await self.watcher.stop()
         if self._retention is not None:
             self._retention.cancel()
@@ -449,8 +456,9 @@ class Server:
                 self.jobs.run(effect)
             case fx.HttpRequest() | fx.RecordContact():
                 self.jobs.run(effect)
-            case fx.PlayFile(call_id=cid, leg=leg, wav=wav, token=token, loop=loop):
+            case fx.PlayFile(call_id=cid, leg=leg, wav=wav, token=token, loop=loop, source=source):
                 ep.play(leg, wav, token, loop)
+                self.ops.metrics.prompt({"tts": "synthesized"}.get(source, source))
                 self._log_latency(cid, leg)
             case fx.StopPlay(call_id=cid, leg=leg):
                 ep.stop_play(leg)
@@ -511,11 +519,14 @@ class Server:
         """Server-side latencies, from the keypress (or the end of speech) to the next prompt."""
         at = self._dtmf_at.pop(leg, None)
         if at is not None:
-            log.info("dtmf_to_prompt", call_id=call_id, ms=round(1000 * (time.perf_counter() - at), 3))
+            seconds = time.perf_counter() - at
+            log.info("dtmf_to_prompt", call_id=call_id, ms=round(1000 * seconds, 3))
+            self.ops.metrics.ivr_turn("dtmf", seconds)
         ear = self._ears.get(call_id)
         if ear is not None and ear.speech_end_at is not None:
-            ms = round(1000 * (time.perf_counter() - ear.speech_end_at), 1)
-            log.info("speech_to_prompt", call_id=call_id, ms=ms)
+            seconds = time.perf_counter() - ear.speech_end_at
+            log.info("speech_to_prompt", call_id=call_id, ms=round(1000 * seconds, 1))
+            self.ops.metrics.ivr_turn("speech", seconds)
             ear.speech_end_at = None
 
     # ----------------------------------------------------------- speech, flows

@@ -1,13 +1,34 @@
-"""The `hotline` command."""
+"""The `hotline` command.
+
+Every error a person can cause (a bad flag, a broken config, a missing database) ends as one
+line on stderr and an exit code, never a traceback: 0 done, 1 the check failed (validate,
+audit, a purge with failures), 2 bad usage, config or input, 70 a bug in hotline (the one
+line says so; ``HOTLINE_TRACEBACK=1`` prints where).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
-from .config import load_config_or_report
+from .config import ConfigError, load_config_or_report
+from .flowfiles import read_flow_sources
+
+EXIT_BUG = 70  # EX_SOFTWARE
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("hotline")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "0+unknown"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -16,22 +37,23 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config_or_report(args.config)
     if config is None:
         return 2
+    from .preflight import preflight
+
+    problems = preflight(config)
+    for problem in problems:
+        print(f"hotline: {problem}", file=sys.stderr)
+    if problems:
+        return 2
     hlog.configure(config.server.log_format, config.server.log_level)
 
-    import ivr
-
-    from .app import Server
+    from .app import Server, StartError
 
     try:
         server = Server(config)
-    except ivr.FlowInvalid as exc:
-        print("hotline: the main flow is invalid:", file=sys.stderr)
-        for d in exc.diagnostics:
-            print(f"  {d}", file=sys.stderr)
+    except Exception as exc:  # what preflight could not foresee: still one line
+        print(f"hotline: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     import uvloop
-
-    from .app import StartError
 
     try:
         uvloop.run(server.run_until_signalled())
@@ -41,19 +63,6 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return 0
-
-
-def read_flow_sources(files: list[Path]) -> tuple[dict[str, str], int]:
-    """Path -> text of each flow file; an unreadable one is printed as a diagnostic and counted."""
-    sources: dict[str, str] = {}
-    unreadable = 0
-    for f in files:
-        try:
-            sources[str(f)] = f.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            print(f"{f}:1:1: flow.unreadable: cannot read the flow: {exc}")
-            unreadable += 1
-    return sources, unreadable
 
 
 def _vocabulary(config: Any, flows: Any) -> list[Any]:
@@ -78,28 +87,44 @@ def _vocabulary(config: Any, flows: Any) -> list[Any]:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    """Validate flows as one set (subflows resolve across files); exit 1 on any error."""
+    """Validate flows as one set (subflows resolve across files), and with --config the config
+    and everything `hotline run` would refuse; exit 1 on any error."""
     import ivr
 
     queues = skills = prompts = None
+    config = None
+    errors = 0
     if args.config is not None:
         from .flowset import known_skills, prompt_ids
+        from .preflight import preflight
 
         config = load_config_or_report(args.config)
         if config is None:
-            return 2
+            return 1
         queues = [q.name for q in config.acd.queues]
         skills = known_skills(config)
         prompts = prompt_ids([config.path(d) for d in config.prompts.directories])
+        for problem in preflight(config, main_flow=False):
+            print(f"{args.config}: {problem}")
+            errors += 1
+    elif not args.paths:
+        print("hotline validate: give flow files or directories, or --config FILE", file=sys.stderr)
+        return 2
+    paths = args.paths or ([str(config.path(config.flows.directory))] if config is not None else [])
     files: list[Path] = []
-    for p in map(Path, args.paths):
+    for p in map(Path, paths):
+        if not p.exists():
+            print(f"{p}:1:1: flow.unreadable: no such file or directory")
+            errors += 1
+            continue
         files.extend(sorted(p.glob("*.yaml")) if p.is_dir() else [p])
-    sources, errors = read_flow_sources(files)
+    sources, unreadable = read_flow_sources(files)
+    errors += unreadable
     _flows, diagnostics = ivr.compile_flow_set(
         sources, known_queues=queues, known_skills=skills, known_prompts=prompts
     )
     if args.models:
-        if args.config is None:
+        if config is None:
             print("hotline: --models needs --config (the [speech.models] to check against)", file=sys.stderr)
             return 2
         diagnostics = diagnostics + _vocabulary(config, _flows)
@@ -134,16 +159,22 @@ def _diagram(args: argparse.Namespace) -> int:
     return 0
 
 
-def _audit_verify(argv: list[str]) -> int:
+def audit_main(argv: list[str]) -> int:
     import cti_bridge
 
-    ap = argparse.ArgumentParser(prog="hotline audit verify")
-    ap.add_argument("--config", default="config.toml")
+    ap = argparse.ArgumentParser(prog="hotline audit", description="the hash-chained audit log")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="verify")
+    verify = sub.add_parser("verify", help="check the audit chain (recording access, purges)")
+    verify.add_argument("--config", default="config.toml", help="config file (default: ./config.toml)")
     args = ap.parse_args(argv)
     config = load_config_or_report(args.config)
     if config is None:
         return 2
-    ok, bad = cti_bridge.verify_audit(config.path(config.storage.database))
+    database = config.path(config.storage.database)
+    if not database.exists():
+        print(f"hotline audit: no database at {database} yet: nothing was audited", file=sys.stderr)
+        return 2
+    ok, bad = cti_bridge.verify_audit(database)
     if ok:
         print("audit log intact")
         return 0
@@ -151,15 +182,65 @@ def _audit_verify(argv: list[str]) -> int:
     return 1
 
 
-def main(argv: list[str] | None = None) -> int:
+def _owned(name: str, argv: list[str]) -> int:
+    """The commands that parse their own options."""
+    if name == "simulate":
+        import acd
+
+        return int(acd.simulator.main(argv))
+    if name == "audit":
+        return audit_main(argv)
+    if name == "dnc":
+        from . import outbound
+
+        return int(outbound.cli_main(argv))
+    if name == "retention":
+        from . import retention
+
+        return int(retention.cli_main(argv))
+    if name == "profiles":
+        from . import profiles
+
+        return int(profiles.cli_main(argv))
+    if name == "prompts":
+        from .speechcli import prompts_main
+
+        return prompts_main(argv)
+    if name == "models":
+        from .speechcli import models_main
+
+        return models_main(argv)
+    from .report import main as report
+
+    return report(argv)
+
+
+OWNED = {
+    "simulate": "run the ACD core on a simulated load; `hotline simulate --help`",
+    "report": "queue figures per interval, or --queue-log (Asterisk format); `hotline report --help`",
+    "audit": "`hotline audit verify [--config FILE]`: check the audit chain (recording access, purges)",
+    "profiles": "caller profiles: `hotline profiles import FILE.csv` or `show NUMBER`",
+    "dnc": "do-not-call list: `hotline dnc import FILE.csv | add | remove | check NUMBER`",
+    "retention": "`hotline retention purge [--days N] [--dry-run]`: purge old calls now",
+    "prompts": "`hotline prompts build [--config FILE]`: speak every static prompt into the TTS cache",
+    "models": "`hotline models list [--config FILE] [--load]` | `install LANG`: Vosk speech models",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hotline", description="CTI/IVR telephony server with an ACD core")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"hotline {version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="run the server")
     run.add_argument("--config", default="config.toml", help="config file (default: ./config.toml)")
     run.set_defaults(func=_run)
-    val = sub.add_parser("validate", help="check flow files; warnings print, errors exit 1")
-    val.add_argument("paths", nargs="+", help="flow files or directories of *.yaml")
-    val.add_argument("--config", default=None, help="also check queue names against this config")
+    val = sub.add_parser(
+        "validate", help="check flow files, and with --config the config; warnings print, errors exit 1"
+    )
+    val.add_argument(
+        "paths", nargs="*", help="flow files or directories of *.yaml (default with --config: its flows)"
+    )
+    val.add_argument("--config", default=None, help="also check the config and flows against it")
     val.add_argument(
         "--models", action="store_true", help="also load [speech.models] and check every spoken phrase"
     )
@@ -169,58 +250,40 @@ def main(argv: list[str] | None = None) -> int:
     diagram = sub.add_parser("diagram", help="print a Mermaid flowchart of a flow")
     diagram.add_argument("flow", help="a flow file")
     diagram.set_defaults(func=_diagram)
-    sub.add_parser("simulate", help="run the ACD core on a simulated load; `hotline simulate --help`")
-    sub.add_parser("report", help="queue figures per 15-minute interval; `hotline report --help`")
-    sub.add_parser(
-        "audit",
-        help="`hotline audit verify [--config FILE]`: check the audit chain (recording access, purges)",
-    )
-    sub.add_parser("profiles", help="caller profiles: `hotline profiles import FILE.csv` or `show NUMBER`")
-    sub.add_parser(
-        "dnc", help="do-not-call list: `hotline dnc import FILE.csv | add | remove | check NUMBER`"
-    )
-    sub.add_parser("retention", help="`hotline retention purge [--days N] [--dry-run]`: purge old calls now")
-    sub.add_parser(
-        "prompts",
-        help="`hotline prompts build [--config FILE]`: speak every static prompt into the TTS cache",
-    )
-    sub.add_parser(
-        "models",
-        help="`hotline models list [--config FILE] [--load]` | `install LANG`: Vosk speech models",
-    )
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["simulate"]:  # these own their options
-        import acd
+    for name, text in OWNED.items():
+        sub.add_parser(name, help=text, add_help=False)
+    return parser
 
-        return int(acd.simulator.main(argv[1:]))
-    if argv[:2] == ["audit", "verify"]:
-        return _audit_verify(argv[2:])
-    if argv[:1] == ["dnc"]:
-        from . import outbound
 
-        return int(outbound.cli_main(argv[1:]))
-    if argv[:1] == ["retention"]:
-        from . import retention
-
-        return int(retention.cli_main(argv[1:]))
-    if argv[:1] == ["profiles"]:
-        from . import profiles
-
-        return int(profiles.cli_main(argv[1:]))
-    if argv[:1] == ["prompts"]:
-        from .speechcli import prompts_main
-
-        return prompts_main(argv[1:])
-    if argv[:1] == ["models"]:
-        from .speechcli import models_main
-
-        return models_main(argv[1:])
-    if argv[:1] == ["report"]:
-        from .report import main as report
-
-        return report(argv[1:])
-    args = parser.parse_args(argv)
+def _main(argv: list[str]) -> int:
+    if argv[:1] and argv[0] in OWNED:
+        return _owned(argv[0], argv[1:])
+    args = _parser().parse_args(argv)
     return int(args.func(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return 130
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"hotline: {problem}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `hotline report | head`
+        sys.stderr.close()
+        return 0
+    except Exception as exc:  # a bug: one line that says so, the traceback only on request
+        print(
+            f"hotline: internal error: {type(exc).__name__}: {exc} "
+            "(a bug in hotline; set HOTLINE_TRACEBACK=1 to see where, and report it)",
+            file=sys.stderr,
+        )
+        if os.environ.get("HOTLINE_TRACEBACK"):
+            traceback.print_exc()
+        return EXIT_BUG
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import acd
 import calls
@@ -20,8 +20,21 @@ from calls import inputs as inp
 
 from . import outbound, reload
 
-if TYPE_CHECKING:
-    from .app import Server
+
+class Target(Protocol):
+    """What the commands need of the server (hotline.app.Server)."""
+
+    @property
+    def router(self) -> acd.Router: ...
+    @property
+    def controller(self) -> calls.CallController: ...
+    @property
+    def outbound(self) -> outbound.OutboundGuard: ...
+    @property
+    def watcher(self) -> reload.FlowWatcher: ...
+
+    def command(self, event: inp.Input) -> None: ...
+
 
 Handler = Callable[[dict[str, Any]], dict[str, Any] | Awaitable[dict[str, Any]]]
 
@@ -36,7 +49,7 @@ def _int(args: dict[str, Any], key: str, default: int | None = None, what: str =
 class Commands:
     """The `Control` of the CTI bridge: ``await commands(cmd, args)`` -> reply data."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Target) -> None:
         self.server = server
         self.handlers: dict[str, Handler] = {
             "agent.login": self.agent_login,

@@ -15,11 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import acd
+import alerts
+
 
 class ConfigError(Exception):
-    """The config file is wrong; the message names the key and how to fix it."""
+    """The config file is wrong; the message names the key and how to fix it.
+
+    ``problems`` holds every problem found (one line each); the message joins them."""
 
     code = "config.invalid"
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +49,7 @@ class SipConfig:
     clock_rate: int = 8000  # conference bridge clock in Hz; 8000 suits G.711 (no resampling)
     user: str = "hotline"  # user part of our SIP identity
     auto_answer: bool = True  # answer every incoming call at once; false = ring until CTI call.answer
+    pjsip_log_level: int = 1  # pjlib's own verbosity 0-6; its lines are logged as event "pjsip"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +75,22 @@ class CtiConfig:
     http_host: str = ""  # "" = host
     http_tls: bool = False  # serve the HTTP port over TLS (needs tls_cert)
     auth_timeout: float = 10.0  # seconds a connection may stay unauthenticated
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """The operations endpoints on the HTTP port ([cti] http_port): /metrics, /health, /ready."""
+
+    metrics_public: bool = False  # true: GET /metrics needs no token (a trusted network only)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRuleConfig:
+    metric: str  # service_level, longest_wait, abandon_rate, no_agents, disk_free, outbox_backlog, ...
+    threshold: float  # the limit, in the metric's unit (docs/operations.md)
+    for_seconds: float = 0.0  # seconds the condition must hold before alert.raised (and clear before cleared)
+    severity: str = "warning"  # warning or critical
+    queue: str = ""  # only this queue ("" = every queue, for per-queue metrics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +264,8 @@ class Config:
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    alerts: tuple[AlertRuleConfig, ...] | None = None  # no [[alerts]]: the built-in rules
     mqtt: MqttConfig | None = None  # no [mqtt] table: nothing MQTT runs
     base_dir: Path = Path(".")  # the config file's directory; not a TOML key
 
@@ -254,9 +282,13 @@ class Config:
         }
 
 
-def _build(cls: type[Any], table: Any, where: str) -> Any:
+def _build(cls: type[Any], table: Any, where: str, errors: list[str]) -> Any:
+    """``cls`` from a TOML table; each problem is appended to ``errors`` (all of them, not the
+    first). Returns None when this table (or one inside it) had a problem."""
     if not isinstance(table, dict):
-        raise ConfigError(f"{where} must be a table")
+        errors.append(f"{where} must be a table")
+        return None
+    before = len(errors)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.name != "base_dir"}
     kwargs: dict[str, Any] = {}
@@ -264,8 +296,9 @@ def _build(cls: type[Any], table: Any, where: str) -> Any:
         if key not in names:
             guess = difflib.get_close_matches(key, names, n=1)
             hint = f" (did you mean '{guess[0]}'?)" if guess else f" (known keys: {', '.join(sorted(names))})"
-            raise ConfigError(f"{where}: unknown key '{key}'{hint}")
-        kwargs[key] = _value(hints[key], value, f"{where}.{key}")
+            errors.append(f"{where}: unknown key '{key}'{hint}")
+            continue
+        kwargs[key] = _value(hints[key], value, f"{where}.{key}", errors)
     for f in dataclasses.fields(cls):
         if (
             f.name in names
@@ -273,39 +306,46 @@ def _build(cls: type[Any], table: Any, where: str) -> Any:
             and f.default is dataclasses.MISSING
             and f.default_factory is dataclasses.MISSING
         ):
-            raise ConfigError(f"{where}: '{f.name}' is required")
+            errors.append(f"{where}: '{f.name}' is required")
+    if len(errors) > before:
+        return None
     return cls(**kwargs)
 
 
-def _value(hint: Any, value: Any, where: str) -> Any:
+def _value(hint: Any, value: Any, where: str, errors: list[str]) -> Any:
     if typing.get_origin(hint) in (types.UnionType, typing.Union):  # a TOML value is never None
         options = [a for a in typing.get_args(hint) if a is not type(None)]
         for option in options[:-1]:
-            try:
-                return _value(option, value, where)
-            except ConfigError:
-                continue
+            scratch: list[str] = []
+            found = _value(option, value, where, scratch)
+            if not scratch:
+                return found
         hint = options[-1]
     origin = typing.get_origin(hint)
     if origin is dict:
         _key, item_hint = typing.get_args(hint)
         if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a table like {{ name = 1 }}")
-        return {str(k): _value(item_hint, v, f"{where}.{k}") for k, v in value.items()}
+            errors.append(f"{where} must be a table like {{ name = 1 }}")
+            return None
+        return {str(k): _value(item_hint, v, f"{where}.{k}", errors) for k, v in value.items()}
     if dataclasses.is_dataclass(hint):
-        return _build(typing.cast(type[Any], hint), value, where)
+        return _build(typing.cast(type[Any], hint), value, where, errors)
     if origin is tuple:
         (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
         if not isinstance(value, list):
-            raise ConfigError(f"{where} must be a list")
-        return tuple(_value(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+            errors.append(f"{where} must be a list")
+            return None
+        return tuple(_value(item, v, f"{where}[{i}]", errors) for i, v in enumerate(value))
     expected: Any = {str: str, int: int, float: (int, float), bool: bool}[hint]
     if not isinstance(value, expected) or (hint is not bool and isinstance(value, bool)):
-        raise ConfigError(f"{where} must be a {hint.__name__}, not {value!r}")
+        errors.append(f"{where} must be a {hint.__name__}, not {value!r}")
+        return None
     return float(value) if hint is float else value
 
 
 def load_config(path: str | Path) -> Config:
+    """Read, type-check and cross-check a config file. Raises :class:`ConfigError` listing
+    every problem found (unknown keys, wrong types, and values that contradict each other)."""
     p = Path(path)
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
@@ -313,9 +353,30 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"cannot read {p}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: {exc}") from exc
-    config: Config = _build(Config, data, p.name)
-    config = dataclasses.replace(config, base_dir=p.resolve().parent)
-    _check(config, p.name)
+    errors: list[str] = []
+    # each table on its own, so a mistake in one does not hide those in the others
+    hints = typing.get_type_hints(Config)
+    tables: dict[str, Any] = {}
+    failed: set[str] = set()
+    table_names = [f.name for f in dataclasses.fields(Config) if f.name != "base_dir"]
+    for key in sorted(set(data) - set(table_names)):
+        guess = difflib.get_close_matches(key, table_names, n=1)
+        hint = f" (did you mean '{guess[0]}'?)" if guess else f" (tables: {', '.join(table_names)})"
+        errors.append(f"{p.name}: unknown table '{key}'{hint}")
+    for f in dataclasses.fields(Config):
+        if f.name == "base_dir" or f.name not in data:
+            continue
+        before = len(errors)
+        value = _value(hints[f.name], data[f.name], f"{p.name}: {f.name}", errors)
+        if len(errors) > before:
+            failed.add(f.name)
+        else:
+            tables[f.name] = value
+    config = dataclasses.replace(Config(**tables), base_dir=p.resolve().parent)
+    errors += _problems(config, p.name, failed)
+    if errors:
+        many = f"{p.name}: {len(errors)} problems:\n  " + "\n  ".join(errors)
+        raise ConfigError(errors[0] if len(errors) == 1 else many, errors)
     return config
 
 
@@ -324,15 +385,27 @@ def load_config_or_report(path: str | Path) -> Config | None:
     try:
         return load_config(path)
     except ConfigError as exc:
-        print(f"hotline: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"hotline: {problem}", file=sys.stderr)
         return None
 
 
-def _check(config: Config, where: str) -> None:
+def _problems(config: Config, where: str, failed: set[str]) -> list[str]:
+    """Every value that contradicts another (or a fixed list), as one line each. Tables in
+    ``failed`` did not load and are not cross-checked (their defaults would mislead)."""
+    out: list[str] = []
+    acd_ok = "acd" not in failed
     queues = {q.name for q in config.acd.queues}
-    if len(queues) != len(config.acd.queues):
-        raise ConfigError(f"{where}: two [[acd.queues]] share a name")
-    for q in config.acd.queues:
+    if acd_ok and len(queues) != len(config.acd.queues):
+        out.append(f"{where}: two [[acd.queues]] share a name")
+    for q in config.acd.queues if acd_ok else ():
+        if q.strategy not in acd.BUILTIN_STRATEGIES:
+            guess = difflib.get_close_matches(q.strategy, list(acd.BUILTIN_STRATEGIES), n=1)
+            out.append(
+                f"{where}: queue {q.name}: strategy '{q.strategy}' is unknown"
+                + (f" (did you mean '{guess[0]}'?)" if guess else "")
+                + f"; use one of {', '.join(acd.BUILTIN_STRATEGIES)}"
+            )
         for label, flow in (
             ("on_max_wait", q.on_max_wait),
             ("on_full", q.on_full),
@@ -341,43 +414,74 @@ def _check(config: Config, where: str) -> None:
             if flow is None:
                 continue
             if flow.kind not in ("queue", "voicemail", "callback", "flow_node"):
-                raise ConfigError(
+                out.append(
                     f"{where}: queue {q.name}: {label} kind '{flow.kind}' is unknown; "
                     "use queue, voicemail, callback or flow_node"
                 )
-            if flow.kind == "callback" and flow.target not in queues:
-                raise ConfigError(
-                    f"{where}: queue {q.name}: {label} callback queue '{flow.target}' is not a queue"
-                )
-            if flow.kind == "queue" and flow.target not in queues:
-                raise ConfigError(f"{where}: queue {q.name}: {label} target '{flow.target}' is not a queue")
+            elif flow.kind == "callback" and flow.target not in queues:
+                out.append(f"{where}: queue {q.name}: {label} callback queue '{flow.target}' is not a queue")
+            elif flow.kind == "queue" and flow.target not in queues:
+                out.append(f"{where}: queue {q.name}: {label} target '{flow.target}' is not a queue")
     ids = [a.id for a in config.acd.agents]
-    if len(set(ids)) != len(ids):
-        raise ConfigError(f"{where}: two [[acd.agents]] share an id")
-    for agent in config.acd.agents:
+    if acd_ok and len(set(ids)) != len(ids):
+        out.append(f"{where}: two [[acd.agents]] share an id")
+    for agent in config.acd.agents if acd_ok else ():
         if not agent.contact.startswith(("sip:", "sips:")):
-            raise ConfigError(f"{where}: agent {agent.id}: contact must be a SIP URI like sip:1001@10.0.0.5")
-    for t in config.sip.transports:
-        if t not in ("udp", "tcp"):
-            raise ConfigError(f"{where}: sip.transports: '{t}' is not one of udp, tcp")
-    if config.retention.days < 0:
-        raise ConfigError(f"{where}: retention.days must be 0 (keep forever) or more")
-    if config.cti.http_tls and not config.cti.tls_cert:
-        raise ConfigError(f"{where}: cti.http_tls needs cti.tls_cert and cti.tls_key")
-    if config.cti.caller_mask not in ("none", "last4", "all"):
-        raise ConfigError(f"{where}: cti.caller_mask must be none, last4 or all")
-    if config.server.log_format not in ("auto", "json", "console"):
-        raise ConfigError(f"{where}: server.log_format must be auto, json or console")
-    for token in config.cti.tokens:
-        bad = set(token.scopes) - {"read", "agent", "control", "admin"}
-        if bad:
-            raise ConfigError(
-                f"{where}: cti token {token.name}: unknown scope(s) {sorted(bad)}; "
-                "use read, agent, control, admin"
+            out.append(f"{where}: agent {agent.id}: contact must be a SIP URI like sip:1001@10.0.0.5")
+        for name in sorted(set(agent.queues or {}) - queues):
+            guess = difflib.get_close_matches(name, sorted(queues), n=1)
+            out.append(
+                f"{where}: agent {agent.id}: queues names '{name}', which is not a queue"
+                + (f" (did you mean '{guess[0]}'?)" if guess else f"; queues: {', '.join(sorted(queues))}")
             )
-        if "agent" in token.scopes and not token.agent:
-            raise ConfigError(f'{where}: cti token {token.name}: scope agent needs `agent = "<agent id>"`')
-    if not config.cti.tokens:
-        raise ConfigError(
-            f"{where}: [[cti.tokens]] is empty; the CTI socket admits no anonymous clients, add a token"
-        )
+    for t in config.sip.transports if "sip" not in failed else ():
+        if t not in ("udp", "tcp"):
+            out.append(f"{where}: sip.transports: '{t}' is not one of udp, tcp")
+    if config.retention.days < 0:
+        out.append(f"{where}: retention.days must be 0 (keep forever) or more")
+    if "cti" not in failed:
+        if config.cti.http_tls and not config.cti.tls_cert:
+            out.append(f"{where}: cti.http_tls needs cti.tls_cert and cti.tls_key")
+        if config.cti.caller_mask not in ("none", "last4", "all"):
+            out.append(f"{where}: cti.caller_mask must be none, last4 or all")
+        for token in config.cti.tokens:
+            bad = set(token.scopes) - {"read", "agent", "control", "admin"}
+            if bad:
+                out.append(
+                    f"{where}: cti token {token.name}: unknown scope(s) {sorted(bad)}; "
+                    "use read, agent, control, admin"
+                )
+            if "agent" in token.scopes and not token.agent:
+                out.append(f'{where}: cti token {token.name}: scope agent needs `agent = "<agent id>"`')
+        if not config.cti.tokens:
+            out.append(
+                f"{where}: [[cti.tokens]] is empty; the CTI socket admits no anonymous clients, add a token"
+            )
+    if not 0 <= config.sip.pjsip_log_level <= 6:
+        out.append(f"{where}: sip.pjsip_log_level must be 0 (nothing) to 6 (everything)")
+    if config.server.log_format not in ("auto", "json", "console"):
+        out.append(f"{where}: server.log_format must be auto, json or console")
+    if config.server.log_level.lower() not in ("debug", "info", "warning", "error"):
+        out.append(f"{where}: server.log_level must be debug, info, warning or error")
+    for i, rule in enumerate(config.alerts or ()):
+        at = f"{where}: alerts[{i}] ({rule.metric})"
+        if rule.metric not in alerts.METRICS:
+            guess = difflib.get_close_matches(rule.metric, list(alerts.METRICS), n=1)
+            out.append(
+                f"{where}: alerts[{i}]: metric '{rule.metric}' is unknown"
+                + (f" (did you mean '{guess[0]}'?)" if guess else f"; use one of {', '.join(alerts.METRICS)}")
+            )
+        if rule.severity not in ("warning", "critical"):
+            out.append(f"{at}: severity must be warning or critical, not '{rule.severity}'")
+        if rule.for_seconds < 0:
+            out.append(f"{at}: for_seconds must be 0 or more")
+        if rule.queue and acd_ok and rule.queue not in queues:
+            out.append(f"{at}: queue '{rule.queue}' is not a queue")
+    return out
+
+
+def _check(config: Config, where: str) -> None:
+    """Raise :class:`ConfigError` with every cross-field problem of a loaded config."""
+    problems = _problems(config, where, set())
+    if problems:
+        raise ConfigError("\n".join(problems), problems)

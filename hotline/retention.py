@@ -232,12 +232,16 @@ async def purge(
     # ISO dates sort as text: a cheap pre-filter, then exact times in Python
     day_after = dt.datetime.fromtimestamp(cutoff + DAY, dt.UTC).strftime("%Y-%m-%d")
     async with aiosqlite.connect(db_path, timeout=10.0, isolation_level=None) as db:
-        async with db.execute(
-            "SELECT call_id, ended_at, started_at, recording_path FROM calls "
-            "WHERE substr(coalesce(ended_at, started_at), 1, 10) <= ?",
-            (day_after,),
-        ) as cur:
-            rows = await cur.fetchall()
+        async with db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'calls'") as cur:
+            has_calls = await cur.fetchone() is not None
+        rows: Iterable[Any] = []
+        if has_calls:  # no table yet: the server never recorded a call, so nothing is old
+            async with db.execute(
+                "SELECT call_id, ended_at, started_at, recording_path FROM calls "
+                "WHERE substr(coalesce(ended_at, started_at), 1, 10) <= ?",
+                (day_after,),
+            ) as cur:
+                rows = await cur.fetchall()
         victims: dict[str, str | None] = {}  # call_id -> recording_path
         for call_id, ended_at, started_at, recording_path in rows:
             if ended_at:
@@ -256,7 +260,7 @@ async def purge(
         # "<a>-2.wav" is a segment of call <a>, unless "<a>-2" is itself a call id
         stems = {n: _owner(n) for v in [*segments.values(), *part_segments.values()] for n in v}
         real_ids: set[str] = set()
-        for chunk in _chunks(sorted(set(stems.values())), 500):
+        for chunk in _chunks(sorted(set(stems.values())), 500) if has_calls else ():
             marks = ",".join("?" * len(chunk))
             async with db.execute(f"SELECT call_id FROM calls WHERE call_id IN ({marks})", chunk) as cur:
                 real_ids |= {str(r[0]) for r in await cur.fetchall()}
@@ -360,6 +364,9 @@ def cli_main(argv: Sequence[str]) -> int:
     import cti_bridge
 
     db_path = config.path(config.storage.database)
+    if not db_path.exists():
+        print(f"hotline: no database at {db_path} yet: nothing to purge")
+        return 0
     audit = cti_bridge.AuditLog(db_path)
     try:
         report = asyncio.run(

@@ -22,6 +22,7 @@ import numpy as np
 import structlog
 
 import ivr
+from alerts import Alert
 from telephony import asr
 from telephony.tail import WavTail
 
@@ -153,7 +154,7 @@ class SpeechService:
             alerts += self.governor.measured(now, audio_seconds, busy_seconds)
         self._alerts(alerts)
 
-    def _alerts(self, alerts: tuple[asr.Alert, ...]) -> None:
+    def _alerts(self, alerts: tuple[Alert, ...]) -> None:
         for alert in alerts:
             log.warning("speech_alert", wire=alert.wire, code=alert.code, message=alert.message)
             self._publish(alert)

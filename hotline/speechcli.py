@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +22,17 @@ if TYPE_CHECKING:
     import telephony
 
 MODELS_URL = "https://alphacephei.com/vosk/models"
+#: Languages Vosk publishes models for (its model list, by the codes hotline's [speech.models]
+#: and flows use). Another code cannot be installed: `models install` says so and exits 1.
+VOSK_LANGUAGES = {
+    "ar": "Arabic", "br": "Breton", "ca": "Catalan", "cn": "Chinese", "zh": "Chinese", "cs": "Czech",
+    "de": "German", "en": "English", "eo": "Esperanto", "es": "Spanish", "fa": "Persian",
+    "fr": "French", "gu": "Gujarati", "hi": "Hindi", "it": "Italian", "ja": "Japanese",
+    "kk": "Kazakh", "kz": "Kazakh", "ko": "Korean", "nl": "Dutch", "pl": "Polish",
+    "pt": "Portuguese", "ru": "Russian", "sv": "Swedish", "te": "Telugu", "tg": "Tajik",
+    "tl": "Filipino", "tr": "Turkish", "uk": "Ukrainian", "uz": "Uzbek", "vn": "Vietnamese",
+    "vi": "Vietnamese", "el": "Greek", "gr": "Greek", "ky": "Kyrgyz",
+}  # fmt: skip
 
 
 # ------------------------------------------------------------------ prompts
@@ -120,7 +132,7 @@ def synthesizer(config: Config) -> telephony.Synthesizer:
 def _prompts_build(args: argparse.Namespace) -> int:
     import ivr
 
-    from .cli import read_flow_sources
+    from .flowfiles import read_flow_sources
     from .flowset import known_skills, prompt_ids
 
     config = load_config_or_report(args.config)
@@ -239,7 +251,19 @@ def install_instructions(language: str) -> str:
 
 
 def _models_install(args: argparse.Namespace) -> int:
-    print(install_instructions(args.language), end="")
+    language = args.language.lower()
+    if language not in VOSK_LANGUAGES:
+        import difflib
+
+        guess = difflib.get_close_matches(language, VOSK_LANGUAGES, n=1)
+        print(
+            f"hotline models: Vosk has no model for {args.language!r}"
+            + (f" (did you mean {guess[0]!r}?)" if guess else "")
+            + f"; language codes with a model: {', '.join(sorted(VOSK_LANGUAGES))}",
+            file=sys.stderr,
+        )
+        return 1
+    print(install_instructions(language), end="")
     return 0
 
 

@@ -401,6 +401,11 @@ class _Reader:
         self.node_name = ""  # the node being compiled
         self.uses: dict[str, list[tuple[ex.Var, Location, bool]]] = {}  # node -> (var, where, in lookup)
         self.prompts: list[tuple[Prompt, Location]] = []
+        self.targets: dict[str, list[tuple[str, Location]]] = {}  # node -> nodes it names as exits
+
+    def goes_to(self, target: str, loc: Location) -> None:
+        """Note an exit of the node being compiled (kept for nodes that fail to compile)."""
+        self.targets.setdefault(self.node_name, []).append((target, loc))
 
     def loc(self, node: yaml.Node) -> Location:
         mark = node.start_mark
@@ -753,7 +758,44 @@ def _holidays(r: _Reader, node: yaml.Node, name: str) -> frozenset[dt.date] | No
     return frozenset(out)
 
 
+@dataclass(slots=True)
+class _NodeCtx:
+    """What a node compiler needs: the reader, the node's name and fields, and helpers that
+    read a field (or give its default when absent) and report into the reader."""
+
+    r: _Reader
+    name: str
+    kind: str
+    key_node: yaml.Node  # the node's name in the file, for errors about the node as a whole
+    loc: Location
+    fields: dict[str, tuple[yaml.Node, yaml.Node]]  # field -> (key node, value node); unknown ones left out
+    errors_before: int  # len(r.diagnostics) when this node's value checks began
+
+    def has(self, key: str) -> bool:
+        return key in self.fields
+
+    def value(self, key: str) -> yaml.Node:
+        return self.fields[key][1]
+
+    def get(self, key: str, read: Callable[[yaml.Node, str], Any], default: Any = None) -> Any:
+        return read(self.fields[key][1], f"`{key}` of '{self.name}'") if key in self.fields else default
+
+    def target(self, key: str) -> tuple[str, Location] | None:
+        text = self.get(key, self.r.scalar)
+        if text is None:
+            return None
+        loc = self.r.loc(self.fields[key][1])
+        self.r.goes_to(text, loc)
+        return text, loc
+
+    def failed(self) -> bool:
+        return any(d.severity == "error" for d in self.r.diagnostics[self.errors_before :])
+
+
 def _compile_node(r: _Reader, name: str, key_node: yaml.Node, value: yaml.Node) -> Node | None:
+    """Check what every node has (a name, a known `type`, its required fields and no unknown
+    ones), then hand the node to its type's compiler from ``_COMPILERS``. The compiler runs
+    even when fields are missing or unknown, so one run reports every mistake in the node."""
     r.node_name = name
     fields = r.mapping(value, f"node '{name}'")
     if fields is None:
@@ -804,416 +846,467 @@ def _compile_node(r: _Reader, name: str, key_node: yaml.Node, value: yaml.Node) 
             f"did you mean '{guess}'?" if guess else f"{kind} takes {', '.join(sorted(required | optional))}",
         )
         ok = False
-    if not ok:
+    known = {k: v for k, v in fields.items() if k in required or k in optional}
+    c = _NodeCtx(r, name, kind, key_node, loc, known, len(r.diagnostics))
+    node = _COMPILERS[kind](c)
+    return node if ok else None
+
+
+def _compile_play(c: _NodeCtx) -> Node | None:
+    r = c.r
+    prompt, nxt = c.get("prompt", r.prompt), c.target("next")
+    interruptible = c.get("interruptible", r.boolean, False)
+    if prompt is None or nxt is None or interruptible is None:
         return None
-    errors_before = len(r.diagnostics)
+    return PlayNode(
+        name=c.name, loc=c.loc, prompt=prompt, next=nxt[0], next_loc=nxt[1], interruptible=interruptible
+    )
 
-    def get(key: str, read: Callable[[yaml.Node, str], Any], default: Any = None) -> Any:
-        return read(fields[key][1], f"`{key}` of '{name}'") if key in fields else default
 
-    def target(key: str) -> tuple[str, Location] | None:
-        text = get(key, r.scalar)
-        return None if text is None else (text, r.loc(fields[key][1]))
+def _compile_menu(c: _NodeCtx) -> Node | None:
+    r = c.r
+    prompt = c.get("prompt", r.prompt)
+    reprompt = c.get("reprompt", r.prompt)
+    timeout = c.get("timeout", r.number, 5.0)
+    esc = c.target("escalate_to")
+    interruptible = c.get("interruptible", r.boolean, True)
+    options = c.get("options", lambda n, _w: _menu_options(r, c.name, n))
+    dtmf_prompt = c.get("dtmf_prompt", r.prompt)
+    if None in (prompt, timeout, esc, interruptible, options):
+        return None
+    assert esc is not None and options is not None
+    return MenuNode(
+        name=c.name,
+        loc=c.loc,
+        prompt=prompt,
+        reprompt=reprompt,
+        timeout=timeout,
+        options=options,
+        escalate_to=esc[0],
+        escalate_loc=esc[1],
+        interruptible=interruptible,
+        dtmf_prompt=dtmf_prompt,
+    )
 
-    def failed() -> bool:
-        return any(d.severity == "error" for d in r.diagnostics[errors_before:])
 
-    if kind == "play":
-        prompt, nxt = get("prompt", r.prompt), target("next")
-        interruptible = get("interruptible", r.boolean, False)
-        if prompt is None or nxt is None or interruptible is None:
-            return None
-        return PlayNode(
-            name=name, loc=loc, prompt=prompt, next=nxt[0], next_loc=nxt[1], interruptible=interruptible
-        )
-    if kind == "menu":
-        prompt = get("prompt", r.prompt)
-        reprompt = get("reprompt", r.prompt)
-        timeout = get("timeout", r.number, 5.0)
-        esc = target("escalate_to")
-        interruptible = get("interruptible", r.boolean, True)
-        options = _menu_options(r, name, fields["options"][1])
-        if None in (prompt, timeout, esc, interruptible, options):
-            return None
-        assert esc is not None and options is not None
-        return MenuNode(
-            name=name,
-            loc=loc,
-            prompt=prompt,
-            reprompt=reprompt,
-            timeout=timeout,
-            options=options,
-            escalate_to=esc[0],
-            escalate_loc=esc[1],
-            interruptible=interruptible,
-            dtmf_prompt=get("dtmf_prompt", r.prompt),
-        )
-    if kind == "speech":
-        prompt, nxt, esc = get("prompt", r.prompt), target("next"), target("escalate_to")
-        var = get("var", r.var_name)
-        grammar = _grammar(r, name, fields["grammar"][1]) if "grammar" in fields else None
-        fallback = target("dtmf_fallback")
-        reprompt = get("reprompt", r.prompt)
-        values = dict(
-            timeout=get("timeout", r.number, 5.0),
-            interruptible=get("interruptible", r.boolean, True),
-            secure=get("secure", r.boolean, False),
-        )
-        if failed() or None in (prompt, nxt, esc, var, *values.values()):
-            return None
-        if "grammar" in fields and grammar is None:
-            return None
-        assert nxt is not None and esc is not None
-        return SpeechNode(
-            name=name,
-            loc=loc,
-            prompt=prompt,
-            var=var,
-            next=nxt[0],
-            next_loc=nxt[1],
-            escalate_to=esc[0],
-            escalate_loc=esc[1],
-            grammar=grammar,
-            reprompt=reprompt,
-            dtmf_fallback=fallback[0] if fallback else None,
-            dtmf_fallback_loc=fallback[1] if fallback else None,
-            **values,
-        )
-    if kind == "collect":
-        prompt, nxt, esc = get("prompt", r.prompt), target("next"), target("escalate_to")
-        var = get("var", r.var_name)
-        min_d = get("min_digits", r.integer, 1)
-        max_d = get("max_digits", r.integer, 16)
-        terminator = get("terminator", r.scalar, "#")
-        if terminator is not None and terminator not in ("", *_KEYS):
+def _compile_speech(c: _NodeCtx) -> Node | None:
+    r = c.r
+    prompt, nxt, esc = c.get("prompt", r.prompt), c.target("next"), c.target("escalate_to")
+    var = c.get("var", r.var_name)
+    grammar = c.get("grammar", lambda n, _w: _grammar(r, c.name, n))
+    fallback = c.target("dtmf_fallback")
+    reprompt = c.get("reprompt", r.prompt)
+    values = dict(
+        timeout=c.get("timeout", r.number, 5.0),
+        interruptible=c.get("interruptible", r.boolean, True),
+        secure=c.get("secure", r.boolean, False),
+    )
+    if c.failed() or None in (prompt, nxt, esc, var, *values.values()):
+        return None
+    if c.has("grammar") and grammar is None:
+        return None
+    assert nxt is not None and esc is not None
+    return SpeechNode(
+        name=c.name,
+        loc=c.loc,
+        prompt=prompt,
+        var=var,
+        next=nxt[0],
+        next_loc=nxt[1],
+        escalate_to=esc[0],
+        escalate_loc=esc[1],
+        grammar=grammar,
+        reprompt=reprompt,
+        dtmf_fallback=fallback[0] if fallback else None,
+        dtmf_fallback_loc=fallback[1] if fallback else None,
+        **values,
+    )
+
+
+def _compile_collect(c: _NodeCtx) -> Node | None:
+    r, name = c.r, c.name
+    prompt, nxt, esc = c.get("prompt", r.prompt), c.target("next"), c.target("escalate_to")
+    var = c.get("var", r.var_name)
+    min_d = c.get("min_digits", r.integer, 1)
+    max_d = c.get("max_digits", r.integer, 16)
+    terminator = c.get("terminator", r.scalar, "#")
+    if terminator is not None and terminator not in ("", *_KEYS):
+        r.error(c.value("terminator"), "flow.bad_key", f"'{terminator}' is not a phone key", "use # or *")
+    regex = c.get("regex", r.scalar)
+    if regex is not None:
+        try:
+            re.compile(regex)
+        except (re.error, RecursionError, OverflowError) as exc:
             r.error(
-                fields["terminator"][1], "flow.bad_key", f"'{terminator}' is not a phone key", "use # or *"
+                c.value("regex"),
+                "flow.bad_regex",
+                f"`regex` of '{name}' does not compile: {exc}",
+                r"for example ^\d{8}$",
             )
-        regex = get("regex", r.scalar)
-        if regex is not None:
-            try:
-                re.compile(regex)
-            except (re.error, RecursionError, OverflowError) as exc:
-                r.error(
-                    fields["regex"][1],
-                    "flow.bad_regex",
-                    f"`regex` of '{name}' does not compile: {exc}",
-                    r"for example ^\d{8}$",
-                )
-        validator = get("validator", r.scalar)
-        if validator is not None and validator not in VALIDATORS:
-            guess = _closest(validator, VALIDATORS)
-            r.error(
-                fields["validator"][1],
-                "flow.unknown_validator",
-                f"there is no validator '{validator}'",
-                f"did you mean '{guess}'?" if guess else f"use one of {', '.join(VALIDATORS)}",
-            )
-        if min_d is not None and max_d is not None and (min_d < 1 or max_d < min_d):
-            r.error(
-                fields.get("max_digits", fields.get("min_digits", (key_node, key_node)))[1],
-                "flow.bad_value",
-                f"'{name}' needs 1 <= min_digits <= max_digits (got {min_d} and {max_d})",
-                "set min_digits to at least 1 and max_digits to at least min_digits",
-            )
-        reprompt, help_ = get("reprompt", r.prompt), get("help", r.prompt)
-        values = dict(
-            first_timeout=get("first_timeout", r.number, 5.0),
-            inter_timeout=get("inter_timeout", r.number, 3.0),
-            secure=get("secure", r.boolean, False),
-            interruptible=get("interruptible", r.boolean, True),
-            interrupts=get("interrupts", r.boolean, True),
-            speech=get("speech", r.boolean, False),
+    validator = c.get("validator", r.scalar)
+    if validator is not None and validator not in VALIDATORS:
+        guess = _closest(validator, VALIDATORS)
+        r.error(
+            c.value("validator"),
+            "flow.unknown_validator",
+            f"there is no validator '{validator}'",
+            f"did you mean '{guess}'?" if guess else f"use one of {', '.join(VALIDATORS)}",
         )
-        if failed() or None in (prompt, nxt, esc, var, min_d, max_d, terminator, *values.values()):
-            return None
-        assert nxt is not None and esc is not None
-        return CollectNode(
-            reprompt=reprompt,
-            help=help_,
-            name=name,
-            loc=loc,
-            prompt=prompt,
-            var=var,
-            next=nxt[0],
-            next_loc=nxt[1],
-            escalate_to=esc[0],
-            escalate_loc=esc[1],
-            min_digits=min_d,
-            max_digits=max_d,
-            terminator=terminator,
-            regex=regex,
-            validator=validator,
-            dtmf_prompt=get("dtmf_prompt", r.prompt),
-            **values,
+    if min_d is not None and max_d is not None and (min_d < 1 or max_d < min_d):
+        r.error(
+            c.fields.get("max_digits", c.fields.get("min_digits", (c.key_node, c.key_node)))[1],
+            "flow.bad_value",
+            f"'{name}' needs 1 <= min_digits <= max_digits (got {min_d} and {max_d})",
+            "set min_digits to at least 1 and max_digits to at least min_digits",
         )
-    if kind == "set":
-        nxt = target("next")
-        assign_fields = r.mapping(fields["assign"][1], f"`assign` of '{name}'")
-        assign: list[tuple[str, ex.Expr]] = []
-        for var_text, (var_node, expr_node) in (assign_fields or {}).items():
+    reprompt, help_ = c.get("reprompt", r.prompt), c.get("help", r.prompt)
+    values = dict(
+        first_timeout=c.get("first_timeout", r.number, 5.0),
+        inter_timeout=c.get("inter_timeout", r.number, 3.0),
+        secure=c.get("secure", r.boolean, False),
+        interruptible=c.get("interruptible", r.boolean, True),
+        interrupts=c.get("interrupts", r.boolean, True),
+        speech=c.get("speech", r.boolean, False),
+    )
+    dtmf_prompt = c.get("dtmf_prompt", r.prompt)
+    if c.failed() or None in (prompt, nxt, esc, var, min_d, max_d, terminator, *values.values()):
+        return None
+    assert nxt is not None and esc is not None
+    return CollectNode(
+        reprompt=reprompt,
+        help=help_,
+        name=name,
+        loc=c.loc,
+        prompt=prompt,
+        var=var,
+        next=nxt[0],
+        next_loc=nxt[1],
+        escalate_to=esc[0],
+        escalate_loc=esc[1],
+        min_digits=min_d,
+        max_digits=max_d,
+        terminator=terminator,
+        regex=regex,
+        validator=validator,
+        dtmf_prompt=dtmf_prompt,
+        **values,
+    )
+
+
+def _compile_set(c: _NodeCtx) -> Node | None:
+    r, name = c.r, c.name
+    nxt = c.target("next")
+    assign_fields = r.mapping(c.value("assign"), f"`assign` of '{name}'") if c.has("assign") else None
+    assign: list[tuple[str, ex.Expr]] = []
+    for var_text, (var_node, expr_node) in (assign_fields or {}).items():
+        var = r.var_name(var_node, "a variable")
+        parsed = r.expression(expr_node, f"`{var_text}` in '{name}'")
+        if var is not None and parsed is not None:
+            assign.append((var, parsed))
+    if assign_fields is not None and not assign_fields:
+        r.error(c.value("assign"), "flow.bad_value", f"'{name}' assigns nothing", "add `name: value`")
+    if c.failed() or nxt is None or assign_fields is None:
+        return None
+    return SetNode(name=name, loc=c.loc, assign=tuple(assign), next=nxt[0], next_loc=nxt[1])
+
+
+def _compile_branch(c: _NodeCtx) -> Node | None:
+    r, name = c.r, c.name
+    default = c.target("default")
+    items = r.sequence(c.value("cases"), f"`cases` of '{name}'") if c.has("cases") else None
+    cases: list[BranchCase] = []
+    for item in items or []:
+        case = r.mapping(item, f"a case of '{name}'")
+        if case is None:
+            continue
+        for extra in sorted(set(case) - {"if", "next"}):
+            r.error(case[extra][0], "flow.unknown_field", f"a case has no field '{extra}'", "use if, next")
+        if "if" not in case or "next" not in case:
+            r.error(item, "flow.missing_field", "a case needs `if` and `next`", "add `if:` and `next:`")
+            continue
+        cond = r.expression(case["if"][1], f"a condition of '{name}'")
+        nxt_text = r.scalar(case["next"][1], "next")
+        if nxt_text is not None:
+            r.goes_to(nxt_text, r.loc(case["next"][1]))
+        if cond is not None and nxt_text is not None:
+            source = str(case["if"][1].value)
+            cases.append(BranchCase(condition=cond, source=source, next=nxt_text, loc=r.loc(case["next"][1])))
+    if items is not None and not items:
+        r.error(c.value("cases"), "flow.bad_value", f"'{name}' has no cases", "add `- {if: ..., next: ...}`")
+    if c.failed() or default is None or items is None:
+        return None
+    return BranchNode(name=name, loc=c.loc, cases=tuple(cases), default=default[0], default_loc=default[1])
+
+
+def _compile_schedule(c: _NodeCtx) -> Node | None:
+    r, name = c.r, c.name
+    hours = c.get("hours", lambda n, _w: _hours(r, n, name))
+    holidays = c.get("holidays", lambda n, _w: _holidays(r, n, name), frozenset())
+    switch = c.get("switch", r.expression, ex.parse("emergency"))
+    open_, closed = c.target("open"), c.target("closed")
+    holiday = c.target("holiday") if c.has("holiday") else closed
+    emergency = c.target("emergency") if c.has("emergency") else closed
+    if c.failed() or None in (hours, holidays, switch, open_, closed, holiday, emergency):
+        return None
+    assert hours is not None and open_ and closed and holiday and emergency
+    return ScheduleNode(
+        name=name,
+        loc=c.loc,
+        hours=hours,
+        holidays=holidays,
+        switch=switch,
+        targets={"open": open_, "closed": closed, "holiday": holiday, "emergency": emergency},
+    )
+
+
+def _compile_lookup(c: _NodeCtx) -> Node | None:
+    r, name = c.r, c.name
+    url = c.get("url", r.template)
+    method = (c.get("method", r.scalar, "GET") or "").upper()
+    if method not in ("GET", "POST"):
+        r.error(
+            c.value("method"), "flow.bad_value", f"method '{method}' is not GET or POST", "use GET or POST"
+        )
+    timeout = c.get("timeout", r.number, 3.0)
+    body: list[tuple[str, ex.Expr]] = []
+    if c.has("json"):
+        for key, (_, vnode) in (r.mapping(c.value("json"), f"`json` of '{name}'") or {}).items():
+            parsed = r.expression(vnode, f"json field '{key}'", in_lookup=True)
+            if parsed is not None:
+                body.append((key, parsed))
+    result: list[tuple[str, tuple[str, ...]]] = []
+    if c.has("result"):
+        paths = r.mapping(c.value("result"), f"`result` of '{name}'") or {}
+        for var_text, (var_node, pnode) in paths.items():
             var = r.var_name(var_node, "a variable")
-            parsed = r.expression(expr_node, f"`{var_text}` in '{name}'")
-            if var is not None and parsed is not None:
-                assign.append((var, parsed))
-        if assign_fields is not None and not assign_fields:
-            r.error(fields["assign"][1], "flow.bad_value", f"'{name}' assigns nothing", "add `name: value`")
-        if failed() or nxt is None:
-            return None
-        return SetNode(name=name, loc=loc, assign=tuple(assign), next=nxt[0], next_loc=nxt[1])
-    if kind == "branch":
-        default = target("default")
-        items = r.sequence(fields["cases"][1], f"`cases` of '{name}'")
-        cases: list[BranchCase] = []
-        for item in items or []:
-            case = r.mapping(item, f"a case of '{name}'")
-            if case is None:
-                continue
-            for extra in sorted(set(case) - {"if", "next"}):
-                r.error(
-                    case[extra][0], "flow.unknown_field", f"a case has no field '{extra}'", "use if, next"
-                )
-            if "if" not in case or "next" not in case:
-                r.error(item, "flow.missing_field", "a case needs `if` and `next`", "add `if:` and `next:`")
-                continue
-            cond = r.expression(case["if"][1], f"a condition of '{name}'")
-            nxt_text = r.scalar(case["next"][1], "next")
-            if cond is not None and nxt_text is not None:
-                source = str(case["if"][1].value)
-                cases.append(
-                    BranchCase(condition=cond, source=source, next=nxt_text, loc=r.loc(case["next"][1]))
-                )
-        if items is not None and not items:
-            r.error(
-                fields["cases"][1], "flow.bad_value", f"'{name}' has no cases", "add `- {if: ..., next: ...}`"
-            )
-        if failed() or default is None:
-            return None
-        return BranchNode(name=name, loc=loc, cases=tuple(cases), default=default[0], default_loc=default[1])
-    if kind == "schedule":
-        hours = _hours(r, fields["hours"][1], name)
-        holidays = get("holidays", lambda n, w: _holidays(r, n, name), frozenset())
-        switch = get("switch", r.expression, ex.parse("emergency"))
-        open_, closed = target("open"), target("closed")
-        holiday = target("holiday") if "holiday" in fields else closed
-        emergency = target("emergency") if "emergency" in fields else closed
-        if failed() or None in (hours, holidays, switch, open_, closed, holiday, emergency):
-            return None
-        assert hours is not None and open_ and closed and holiday and emergency
-        return ScheduleNode(
-            name=name,
-            loc=loc,
-            hours=hours,
-            holidays=holidays,
-            switch=switch,
-            targets={"open": open_, "closed": closed, "holiday": holiday, "emergency": emergency},
+            ptext = r.scalar(pnode, f"the response path for '{var_text}'")
+            if ptext is not None and not re.fullmatch(r"[^.\s]+(\.[^.\s]+)*", ptext):
+                r.error(pnode, "flow.bad_value", f"'{ptext}' is not a response path", "write a.b.c")
+            elif var is not None and ptext is not None:
+                result.append((var, tuple(ptext.split("."))))
+    nxt, fallback = c.target("next"), c.target("fallback")
+    if url is not None and not url.startswith(("http://", "https://", "{")):
+        r.error(
+            c.value("url"), "flow.bad_uri", f"lookup url '{url}' is not http(s)", "write https://host/path"
         )
-    if kind == "lookup":
-        url = get("url", r.template)
-        method = (get("method", r.scalar, "GET") or "").upper()
-        if method not in ("GET", "POST"):
-            r.error(
-                fields["method"][1],
-                "flow.bad_value",
-                f"method '{method}' is not GET or POST",
-                "use GET or POST",
-            )
-        timeout = get("timeout", r.number, 3.0)
-        body: list[tuple[str, ex.Expr]] = []
-        if "json" in fields:
-            for key, (_, vnode) in (r.mapping(fields["json"][1], f"`json` of '{name}'") or {}).items():
-                parsed = r.expression(vnode, f"json field '{key}'", in_lookup=True)
-                if parsed is not None:
-                    body.append((key, parsed))
-        result: list[tuple[str, tuple[str, ...]]] = []
-        if "result" in fields:
-            for var_text, (var_node, pnode) in (
-                r.mapping(fields["result"][1], f"`result` of '{name}'") or {}
-            ).items():
-                var = r.var_name(var_node, "a variable")
-                ptext = r.scalar(pnode, f"the response path for '{var_text}'")
-                if ptext is not None and not re.fullmatch(r"[^.\s]+(\.[^.\s]+)*", ptext):
-                    r.error(pnode, "flow.bad_value", f"'{ptext}' is not a response path", "write a.b.c")
-                elif var is not None and ptext is not None:
-                    result.append((var, tuple(ptext.split("."))))
-        nxt, fallback = target("next"), target("fallback")
-        if url is not None and not url.startswith(("http://", "https://", "{")):
-            r.error(
-                fields["url"][1],
-                "flow.bad_uri",
-                f"lookup url '{url}' is not http(s)",
-                "write https://host/path",
-            )
-        if failed() or None in (url, timeout, nxt, fallback):
-            return None
-        assert nxt is not None and fallback is not None
-        return LookupNode(
-            name=name,
-            loc=loc,
-            method=method,
-            url=url,
-            json=tuple(body),
-            timeout=timeout,
-            result=tuple(result),
-            next=nxt[0],
-            next_loc=nxt[1],
-            fallback=fallback[0],
-            fallback_loc=fallback[1],
+    if c.failed() or None in (url, timeout, nxt, fallback):
+        return None
+    assert nxt is not None and fallback is not None
+    return LookupNode(
+        name=name,
+        loc=c.loc,
+        method=method,
+        url=url,
+        json=tuple(body),
+        timeout=timeout,
+        result=tuple(result),
+        next=nxt[0],
+        next_loc=nxt[1],
+        fallback=fallback[0],
+        fallback_loc=fallback[1],
+    )
+
+
+def _compile_subflow(c: _NodeCtx) -> Node | None:
+    sub, nxt = c.target("flow"), c.target("next")
+    if sub is None or nxt is None:
+        return None
+    return SubflowNode(name=c.name, loc=c.loc, flow=sub[0], flow_loc=sub[1], next=nxt[0], next_loc=nxt[1])
+
+
+def _compile_return(c: _NodeCtx) -> Node | None:
+    return ReturnNode(name=c.name, loc=c.loc)
+
+
+def _compile_language(c: _NodeCtx) -> Node | None:
+    r, name = c.r, c.name
+    prompt, nxt, esc = c.get("prompt", r.prompt), c.target("next"), c.target("escalate_to")
+    langs = r.mapping(c.value("options"), f"options of '{name}'") if c.has("options") else None
+    lang_options: dict[str, str] = {}
+    for key, (knode, lnode) in (langs or {}).items():
+        lang = r.scalar(lnode, f"language for key {key}")
+        if key not in _KEYS:
+            r.error(knode, "flow.bad_key", f"'{key}' is not a phone key", "use one of 0-9, * or #")
+        elif lang is not None:
+            lang_options[key] = lang
+    if langs is not None and not langs:
+        r.error(c.value("options"), "flow.empty_menu", f"'{name}' offers no language", 'add `"1": en`')
+    reprompt = c.get("reprompt", r.prompt)
+    timeout = c.get("timeout", r.number, 5.0)
+    interruptible = c.get("interruptible", r.boolean, True)
+    if c.failed() or None in (prompt, nxt, esc, timeout, interruptible, langs):
+        return None
+    assert nxt is not None and esc is not None
+    return LanguageNode(
+        name=name,
+        loc=c.loc,
+        prompt=prompt,
+        reprompt=reprompt,
+        options=lang_options,
+        next=nxt[0],
+        next_loc=nxt[1],
+        escalate_to=esc[0],
+        escalate_loc=esc[1],
+        timeout=timeout,
+        interruptible=interruptible,
+    )
+
+
+def _compile_resume(c: _NodeCtx) -> Node | None:
+    r = c.r
+    prompt, nxt = c.get("prompt", r.prompt), c.target("next")
+    key = c.get("key", r.scalar, "1")
+    timeout = c.get("timeout", r.number, 4.0)
+    if key is not None and (len(key) != 1 or key not in "0123456789*#"):
+        r.error(c.value("key"), "flow.bad_key", f"'{key}' is not a phone key", "use one of 0-9, * or #")
+        return None
+    if c.failed() or None in (prompt, nxt, key, timeout):
+        return None
+    assert nxt is not None
+    return ResumeNode(
+        name=c.name, loc=c.loc, prompt=prompt, key=key, timeout=timeout, next=nxt[0], next_loc=nxt[1]
+    )
+
+
+def _compile_survey(c: _NodeCtx) -> Node | None:
+    r = c.r
+    prompt, nxt = c.get("prompt", r.prompt), c.target("next")
+    question = c.get("question", r.scalar, c.name)
+    var = c.get("var", r.var_name)
+    reprompt = c.get("reprompt", r.prompt)
+    timeout = c.get("timeout", r.number, 5.0)
+    interruptible = c.get("interruptible", r.boolean, True)
+    if c.failed() or None in (prompt, nxt, question, timeout, interruptible):
+        return None
+    assert nxt is not None
+    return SurveyNode(
+        name=c.name,
+        loc=c.loc,
+        prompt=prompt,
+        reprompt=reprompt,
+        question=question,
+        var=var,
+        next=nxt[0],
+        next_loc=nxt[1],
+        timeout=timeout,
+        interruptible=interruptible,
+    )
+
+
+def _compile_queue(c: _NodeCtx) -> Node | None:
+    r, name = c.r, c.name
+    queue = c.target("queue")
+    priority = c.get("priority", r.number, 0.0)
+    data_fields = r.mapping(c.value("data"), f"`data` of '{name}'") if c.has("data") else {}
+    skills = c.get("skills", r.words, ())
+    every = c.get("announce_every", r.number, 0.0)
+    if every is not None and 0 < every < 10:
+        r.error(
+            c.value("announce_every"),
+            "flow.bad_value",
+            "announcing the position more often than every 10 seconds drowns the hold music",
+            "use 0 (never) or 10 seconds or more",
         )
-    if kind == "subflow":
-        sub, nxt = target("flow"), target("next")
-        if sub is None or nxt is None:
-            return None
-        return SubflowNode(name=name, loc=loc, flow=sub[0], flow_loc=sub[1], next=nxt[0], next_loc=nxt[1])
-    if kind == "return":
-        return ReturnNode(name=name, loc=loc)
-    if kind == "language":
-        prompt, nxt, esc = get("prompt", r.prompt), target("next"), target("escalate_to")
-        langs = r.mapping(fields["options"][1], f"options of '{name}'")
-        lang_options: dict[str, str] = {}
-        for key, (knode, lnode) in (langs or {}).items():
-            lang = r.scalar(lnode, f"language for key {key}")
-            if key not in _KEYS:
-                r.error(knode, "flow.bad_key", f"'{key}' is not a phone key", "use one of 0-9, * or #")
-            elif lang is not None:
-                lang_options[key] = lang
-        if langs is not None and not langs:
-            r.error(fields["options"][1], "flow.empty_menu", f"'{name}' offers no language", 'add `"1": en`')
-        reprompt = get("reprompt", r.prompt)
-        timeout = get("timeout", r.number, 5.0)
-        interruptible = get("interruptible", r.boolean, True)
-        if failed() or None in (prompt, nxt, esc, timeout, interruptible):
-            return None
-        assert nxt is not None and esc is not None
-        return LanguageNode(
-            name=name,
-            loc=loc,
-            prompt=prompt,
-            reprompt=reprompt,
-            options=lang_options,
-            next=nxt[0],
-            next_loc=nxt[1],
-            escalate_to=esc[0],
-            escalate_loc=esc[1],
-            timeout=timeout,
-            interruptible=interruptible,
+    callback_after = c.get("callback_after", r.number)
+    callback_key = c.get("callback_key", r.scalar, "1")
+    if callback_key is not None and callback_key not in _KEYS:
+        r.error(c.value("callback_key"), "flow.bad_key", f"'{callback_key}' is not a phone key", "use 0-9")
+    callback_next = c.target("callback_next") if c.has("callback_next") else None
+    if c.has("callback_after") != c.has("callback_next"):
+        r.error(
+            c.key_node,
+            "flow.missing_field",
+            f"queue '{name}' needs both `callback_after` and `callback_next` to offer a callback",
+            "add the missing one, or remove both",
         )
-    if kind == "resume":
-        prompt, nxt = get("prompt", r.prompt), target("next")
-        key = get("key", r.scalar, "1")
-        timeout = get("timeout", r.number, 4.0)
-        if key is not None and (len(key) != 1 or key not in "0123456789*#"):
-            r.error(fields["key"][1], "flow.bad_key", f"'{key}' is not a phone key", "use one of 0-9, * or #")
-            return None
-        if failed() or None in (prompt, nxt, key, timeout):
-            return None
-        assert nxt is not None
-        return ResumeNode(
-            name=name, loc=loc, prompt=prompt, key=key, timeout=timeout, next=nxt[0], next_loc=nxt[1]
+    data: dict[str, str] = {}
+    for k, (_, v) in (data_fields or {}).items():
+        data[k] = r.template(v, f"data '{k}'") or ""
+    announce, hold = c.get("announce", r.prompt), c.get("hold", r.prompt)
+    position_prompt = c.get("position_prompt", r.prompt)
+    callback_prompt = c.get("callback_prompt", r.prompt)
+    after = c.target("after_agent") if c.has("after_agent") else None
+    if c.failed() or queue is None or priority is None or data_fields is None or skills is None:
+        return None
+    return QueueNode(
+        name=name,
+        loc=c.loc,
+        queue=queue[0],
+        queue_loc=queue[1],
+        priority=int(priority),
+        announce=announce,
+        hold=hold,
+        data=data,
+        skills=tuple(skills),
+        skills_loc=r.loc(c.value("skills")) if c.has("skills") else None,
+        announce_every=every or 0.0,
+        position_prompt=position_prompt,
+        callback_after=callback_after,
+        callback_key=callback_key or "1",
+        callback_prompt=callback_prompt,
+        callback_next=callback_next[0] if callback_next else None,
+        callback_loc=callback_next[1] if callback_next else None,
+        after_agent=after[0] if after else None,
+        after_loc=after[1] if after else None,
+    )
+
+
+def _compile_transfer(c: _NodeCtx) -> Node | None:
+    to = c.get("to", c.r.scalar)
+    if to is None:
+        return None
+    if not to.startswith(("sip:", "sips:")):
+        c.r.error(
+            c.value("to"),
+            "flow.bad_uri",
+            f"transfer target '{to}' is not a SIP URI",
+            "write it as sip:user@host",
         )
-    if kind == "survey":
-        prompt, nxt = get("prompt", r.prompt), target("next")
-        question = get("question", r.scalar, name)
-        var = get("var", r.var_name) if "var" in fields else None
-        reprompt = get("reprompt", r.prompt)
-        timeout = get("timeout", r.number, 5.0)
-        interruptible = get("interruptible", r.boolean, True)
-        if failed() or None in (prompt, nxt, question, timeout, interruptible):
-            return None
-        assert nxt is not None
-        return SurveyNode(
-            name=name,
-            loc=loc,
-            prompt=prompt,
-            reprompt=reprompt,
-            question=question,
-            var=var,
-            next=nxt[0],
-            next_loc=nxt[1],
-            timeout=timeout,
-            interruptible=interruptible,
-        )
-    if kind == "queue":
-        queue = target("queue")
-        priority = get("priority", r.number, 0.0)
-        data_fields = r.mapping(fields["data"][1], f"`data` of '{name}'") if "data" in fields else {}
-        skills = get("skills", r.words, ())
-        every = get("announce_every", r.number, 0.0)
-        if every is not None and 0 < every < 10:
-            r.error(
-                fields["announce_every"][1],
-                "flow.bad_value",
-                "announcing the position more often than every 10 seconds drowns the hold music",
-                "use 0 (never) or 10 seconds or more",
-            )
-        callback_after = get("callback_after", r.number)
-        callback_key = get("callback_key", r.scalar, "1")
-        if callback_key is not None and callback_key not in _KEYS:
-            r.error(
-                fields["callback_key"][1], "flow.bad_key", f"'{callback_key}' is not a phone key", "use 0-9"
-            )
-        callback_next = target("callback_next") if "callback_next" in fields else None
-        if ("callback_after" in fields) != ("callback_next" in fields):
-            r.error(
-                key_node,
-                "flow.missing_field",
-                f"queue '{name}' needs both `callback_after` and `callback_next` to offer a callback",
-                "add the missing one, or remove both",
-            )
-        data: dict[str, str] = {}
-        for k, (_, v) in (data_fields or {}).items():
-            data[k] = r.template(v, f"data '{k}'") or ""
-        announce, hold = get("announce", r.prompt), get("hold", r.prompt)
-        position_prompt = get("position_prompt", r.prompt)
-        callback_prompt = get("callback_prompt", r.prompt)
-        after = target("after_agent") if "after_agent" in fields else None
-        if failed() or queue is None or priority is None or data_fields is None or skills is None:
-            return None
-        return QueueNode(
-            name=name,
-            loc=loc,
-            queue=queue[0],
-            queue_loc=queue[1],
-            priority=int(priority),
-            announce=announce,
-            hold=hold,
-            data=data,
-            skills=tuple(skills),
-            skills_loc=r.loc(fields["skills"][1]) if "skills" in fields else None,
-            announce_every=every or 0.0,
-            position_prompt=position_prompt,
-            callback_after=callback_after,
-            callback_key=callback_key or "1",
-            callback_prompt=callback_prompt,
-            callback_next=callback_next[0] if callback_next else None,
-            callback_loc=callback_next[1] if callback_next else None,
-            after_agent=after[0] if after else None,
-            after_loc=after[1] if after else None,
-        )
-    if kind == "transfer":
-        to = get("to", r.scalar)
-        if to is None:
-            return None
-        if not to.startswith(("sip:", "sips:")):
-            r.error(
-                fields["to"][1],
-                "flow.bad_uri",
-                f"transfer target '{to}' is not a SIP URI",
-                "write it as sip:user@host",
-            )
-            return None
-        return TransferNode(name=name, loc=loc, to=to)
-    if kind == "voicemail":
-        max_seconds = get("max_seconds", r.number, 120.0)
-        prompt = get("prompt", r.prompt)
-        if max_seconds is None or failed():
-            return None
-        return VoicemailNode(name=name, loc=loc, prompt=prompt, max_seconds=max_seconds)
-    if kind == "hangup":
-        prompt = get("prompt", r.prompt)
-        return None if failed() else HangupNode(name=name, loc=loc, prompt=prompt)
-    nxt = target("next")
-    return None if nxt is None else GotoNode(name=name, loc=loc, next=nxt[0], next_loc=nxt[1])
+        return None
+    return TransferNode(name=c.name, loc=c.loc, to=to)
+
+
+def _compile_voicemail(c: _NodeCtx) -> Node | None:
+    max_seconds = c.get("max_seconds", c.r.number, 120.0)
+    prompt = c.get("prompt", c.r.prompt)
+    if max_seconds is None or c.failed():
+        return None
+    return VoicemailNode(name=c.name, loc=c.loc, prompt=prompt, max_seconds=max_seconds)
+
+
+def _compile_hangup(c: _NodeCtx) -> Node | None:
+    prompt = c.get("prompt", c.r.prompt)
+    return None if c.failed() else HangupNode(name=c.name, loc=c.loc, prompt=prompt)
+
+
+def _compile_goto(c: _NodeCtx) -> Node | None:
+    nxt = c.target("next")
+    return None if nxt is None else GotoNode(name=c.name, loc=c.loc, next=nxt[0], next_loc=nxt[1])
+
+
+#: One compiler per node type: it reads the type's fields, reports what is wrong with their
+#: values, and returns the node (None when anything was wrong).
+_COMPILERS: dict[str, Callable[[_NodeCtx], Node | None]] = {
+    "play": _compile_play,
+    "menu": _compile_menu,
+    "collect": _compile_collect,
+    "speech": _compile_speech,
+    "set": _compile_set,
+    "branch": _compile_branch,
+    "schedule": _compile_schedule,
+    "lookup": _compile_lookup,
+    "subflow": _compile_subflow,
+    "return": _compile_return,
+    "language": _compile_language,
+    "survey": _compile_survey,
+    "resume": _compile_resume,
+    "queue": _compile_queue,
+    "transfer": _compile_transfer,
+    "voicemail": _compile_voicemail,
+    "hangup": _compile_hangup,
+    "goto": _compile_goto,
+}
+assert _COMPILERS.keys() == _FIELDS.keys(), "every node type in _FIELDS needs a compiler"
 
 
 _KEYS = set("0123456789*#")
@@ -1230,6 +1323,7 @@ def _menu_options(r: _Reader, name: str, node: yaml.Node) -> dict[str, MenuOptio
             continue
         if isinstance(value, yaml.ScalarNode):  # `"1": sales_queue`
             options[key] = MenuOption(next=value.value, label=None, loc=r.loc(value))
+            r.goes_to(value.value, r.loc(value))
             continue
         option = r.mapping(value, f"option '{key}' of '{name}'")
         if option is None:
@@ -1254,6 +1348,7 @@ def _menu_options(r: _Reader, name: str, node: yaml.Node) -> dict[str, MenuOptio
         nxt = r.scalar(option["next"][1], f"`next` of option '{key}'")
         if nxt is None:
             continue
+        r.goes_to(nxt, r.loc(option["next"][1]))
         options[key] = MenuOption(next=nxt, label=label, loc=r.loc(option["next"][1]), phrases=phrases or ())
     if not options:
         r.error(
@@ -1407,50 +1502,87 @@ def _check_loops(r: _Reader, nodes: Mapping[str, Node]) -> None:
                     )
 
 
+def _node_defs(node: Node, exports: Mapping[str, Collection[str]]) -> set[str]:
+    """The variables a node sets."""
+    match node:
+        case SetNode(assign=assign):
+            return {v for v, _ in assign}
+        case CollectNode(var=var) | SpeechNode(var=var):
+            return {var}
+        case LookupNode(result=result):
+            return {v for v, _ in result}
+        case SurveyNode(var=var) if var:
+            return {var}
+        case SubflowNode(flow=sub):
+            return set(exports.get(sub, ()))
+    return set()
+
+
+def _raw_defs(value: yaml.Node, exports: Mapping[str, Collection[str]]) -> set[str]:
+    """The variables a node that did not compile would set, read from its YAML as written."""
+    out: set[str] = set()
+    if not isinstance(value, yaml.MappingNode):
+        return out
+    for k, v in value.value:
+        key = getattr(k, "value", None)
+        if key in ("assign", "result") and isinstance(v, yaml.MappingNode):
+            out |= {str(kk.value) for kk, _ in v.value if isinstance(kk, yaml.ScalarNode)}
+        elif key == "var" and isinstance(v, yaml.ScalarNode):
+            out.add(str(v.value))
+        elif key == "flow" and isinstance(v, yaml.ScalarNode):
+            out |= set(exports.get(str(v.value), ()))
+    return out
+
+
+def _raw_targets(value: yaml.Node, names: Collection[str]) -> list[str]:
+    """Every scalar in a node that did not compile which names a node: where it may go. Used
+    so that one broken node does not hide (or fake) the graph checks of the others."""
+    out: list[str] = []
+    todo = [value]
+    while todo:
+        n = todo.pop()
+        if isinstance(n, yaml.ScalarNode):
+            if n.value in names:
+                out.append(str(n.value))
+        elif isinstance(n, yaml.SequenceNode):
+            todo.extend(n.value)
+        elif isinstance(n, yaml.MappingNode):
+            todo.extend(v for _, v in n.value)
+    return out
+
+
 def _check_variables(
     r: _Reader,
-    nodes: Mapping[str, Node],
+    graph: Mapping[str, tuple[set[str], list[str]]],
+    checked: Collection[str],
     start: str,
     declared: Collection[str],
     interrupts: list[Interrupt],
-    exports: Mapping[str, Collection[str]],
 ) -> None:
-    """A variable read where no path from `start` has set it (may-analysis over the graph)."""
+    """A variable read where no path from `start` has set it (may-analysis over the graph).
 
-    def defs(node: Node) -> set[str]:
-        match node:
-            case SetNode(assign=assign):
-                return {v for v, _ in assign}
-            case CollectNode(var=var) | SpeechNode(var=var):
-                return {var}
-            case LookupNode(result=result):
-                return {v for v, _ in result}
-            case SurveyNode(var=var) if var:
-                return {var}
-            case SubflowNode(flow=sub):
-                return set(exports.get(sub, ()))
-        return set()
-
+    ``graph``: node -> (variables it sets, nodes it may go to); ``checked``: the nodes whose
+    reads are checked (those that compiled)."""
     base = set(BUILTIN_VARIABLES) | set(declared)
-    inn: dict[str, set[str]] = {n: set() for n in nodes}
+    inn: dict[str, set[str]] = {n: set() for n in graph}
     inn[start] = set(base)
-    roots = [start, *(i.target for i in interrupts if i.target in nodes)]
+    roots = [start, *(i.target for i in interrupts if i.target in graph)]
     changed = True
     while changed:
         changed = False
-        everything = set().union(*(inn[n] | defs(nodes[n]) for n in nodes))
+        everything = set().union(*(inn[n] | graph[n][0] for n in graph))
         for root in roots[1:]:  # an interrupt can fire from any input node
             if not everything <= inn[root] | base:
                 inn[root] |= everything | base
                 changed = True
-        for n, node in nodes.items():
-            out = inn[n] | defs(node)
-            for t, _ in node.exits():
+        for n, (defs, targets) in graph.items():
+            out = inn[n] | defs
+            for t in targets:
                 if t in inn and not out <= inn[t]:
                     inn[t] |= out
                     changed = True
     for n, uses in r.uses.items():
-        if n not in nodes:
+        if n not in checked:
             continue
         for var, loc, in_lookup in uses:
             root = var.path[0]
@@ -1465,6 +1597,39 @@ def _check_variables(
                 if root == "secret":
                     hint = "secret.<var> (secure digits) may only be read in a lookup's `json`"
                 r.error(loc, "flow.undefined_variable", f"'{root}' is used before anything sets it", hint)
+
+
+_OPENERS = {
+    "while parsing a flow mapping": ("{", "}"),
+    "while parsing a flow sequence": ("[", "]"),
+    "while scanning a quoted scalar": ("quote", "closing quote"),
+}
+
+
+def _yaml_syntax(path: str, exc: yaml.MarkedYAMLError) -> tuple[Location, str, str, str]:
+    """A YAML syntax error as (where, code, message, hint). An unclosed bracket or quote is
+    reported where it was opened, which is where the mistake is; the parser only notices it
+    later, where it gives up (named in the message)."""
+    problem = exc.problem or "invalid YAML"
+    gave_up = exc.problem_mark or exc.context_mark
+    line, col = (gave_up.line + 1, gave_up.column + 1) if gave_up else (1, 1)
+    opener = _OPENERS.get(exc.context or "")
+    if opener is not None and exc.context_mark is not None:
+        at = Location(path, exc.context_mark.line + 1, exc.context_mark.column + 1)
+        what, closer = opener
+        return (
+            at,
+            "flow.yaml_syntax",
+            f"YAML syntax: the {what} opened here is never closed "
+            f"(the parser gave up at line {line}, column {col}: {problem})",
+            f"add the missing {closer} on this line, or turn the value into indented lines",
+        )
+    return (
+        Location(path, line, col),
+        "flow.yaml_syntax",
+        f"YAML syntax: {problem}",
+        "check indentation and quoting on this line",
+    )
 
 
 def compile_flow(
@@ -1490,15 +1655,7 @@ def compile_flow(
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = exc.problem or "invalid YAML"
-        r.error(
-            Location(path, line, col),
-            "flow.yaml_syntax",
-            f"YAML syntax: {problem}",
-            "check indentation and quoting on this line",
-        )
+        r.error(*_yaml_syntax(path, exc))
         return None, r.diagnostics
     except yaml.YAMLError as exc:  # e.g. ReaderError: a control character in the file
         line = text.count("\n", 0, getattr(exc, "position", 0)) + 1
@@ -1560,17 +1717,17 @@ def compile_flow(
             )
     node_fields = r.mapping(top["nodes"][1], "nodes")
     nodes: dict[str, Node] = {}
-    broken: set[str] = set()
+    broken: dict[str, yaml.Node] = {}  # nodes that did not compile -> their YAML
     for node_name, (key_node, value) in (node_fields or {}).items():
         errors_before = sum(d.severity == "error" for d in r.diagnostics)
         node = _compile_node(r, node_name, key_node, value)
         if node is None:
-            broken.add(node_name)
+            broken[node_name] = value
             if sum(d.severity == "error" for d in r.diagnostics) == errors_before:  # never drop silently
                 r.error(key_node, "flow.bad_value", f"node '{node_name}' is not valid", "check its fields")
         else:
             nodes[node_name] = node
-    defined = set(nodes) | broken
+    defined = set(nodes) | set(broken)
     start = r.scalar(top["start"][1], "start")
     if start is not None and start not in defined:
         guess = _closest(start, defined)
@@ -1580,13 +1737,21 @@ def compile_flow(
             f"start node '{start}' does not exist",
             f"did you mean '{guess}'?" if guess else "name a node under `nodes:`",
         )
-    missing_target = False
+    # node -> where it may go; an unknown target counts as the node it is most like (the
+    # typo fixed), so the checks below report what will still be wrong once it is fixed
+    targets: dict[str, list[str]] = {n: _raw_targets(v, defined) for n, v in broken.items()}
     exits: list[tuple[str, str, Location]] = [("an interrupt", i.target, i.target_loc) for i in interrupts]
-    for node in nodes.values():
-        exits.extend((f"'{node.name}'", t, loc) for t, loc in node.exits())
+    named = [(n, list(node.exits())) for n, node in nodes.items()]
+    named += [(n, r.targets.get(n, [])) for n in broken]  # what a broken node's compiler read
+    for name_, node_exits in named:
+        targets.setdefault(name_, [])
+        for t, loc in node_exits:
+            exits.append((f"'{name_}'", t, loc))
+            fixed = t if t in defined else _closest(t, defined)
+            if fixed is not None:
+                targets[name_].append(fixed)
     for who, target, loc in exits:
         if target not in defined:
-            missing_target = True
             guess = _closest(target, defined)
             r.error(
                 loc,
@@ -1642,16 +1807,13 @@ def compile_flow(
                     f"no WAV '{prompt.id}' in the prompt directories and no TTS text",
                     f"add {prompt.id}.wav or give the prompt a `text:`; callers hear a tone",
                 )
-    if start is not None and start in nodes and not broken:
-        seen = (
-            {start}
-            | {i.target for i in interrupts if i.target in nodes}
-            | {e for e, _ in entry_points if e in nodes}
-        )
+    if start is not None and start in defined:
+        roots = [start, *(i.target for i in interrupts), *(e for e, _ in entry_points)]
+        seen = {t for t in roots if t in defined}
         todo = list(seen)
         while todo:
-            for target, _ in nodes[todo.pop()].exits():
-                if target in nodes and target not in seen:
+            for target in targets[todo.pop()]:
+                if target not in seen:
                     seen.add(target)
                     todo.append(target)
         for node_name in sorted(nodes.keys() - seen, key=lambda n: nodes[n].loc.line):
@@ -1662,8 +1824,10 @@ def compile_flow(
                 "link it from another node or delete it",
             )
         _check_loops(r, nodes)
-        if not missing_target:
-            _check_variables(r, nodes, start, declared, interrupts, subflow_exports or {})
+        exports = subflow_exports or {}
+        graph = {n: (_node_defs(node, exports), targets[n]) for n, node in nodes.items()}
+        graph.update({n: (_raw_defs(v, exports), targets[n]) for n, v in broken.items()})
+        _check_variables(r, graph, nodes.keys(), start, declared, interrupts)
     errors = [d for d in r.diagnostics if d.severity == "error"]
     if errors or start is None:
         return None, r.diagnostics

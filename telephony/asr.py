@@ -30,6 +30,8 @@ from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 
+from alerts import Alert, AlertCleared, AlertRaised
+
 from .errors import TelephonyError
 
 CALL_RATE = 8000  # Hz; the call clock (G.711)
@@ -337,25 +339,7 @@ def garbage_syllables(
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AlertRaised:
-    wire: ClassVar[str] = "alert.raised"
-    code: str  # stable code, e.g. "asr.overload", "asr.model_missing"
-    message: str  # what a person should know / do
-    value: float  # the measured value that tripped it (live recognizers or real-time factor)
-    limit: float  # the configured limit it crossed
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AlertCleared:
-    wire: ClassVar[str] = "alert.cleared"
-    code: str  # the code of the alert that was raised
-    message: str  # what changed
-    value: float  # the measured value now
-    limit: float  # the limit it is back under (the clear level)
-
-
-Alert = AlertRaised | AlertCleared
+# The alert events are shared with the operating alerts (the `alerts` package).
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import itertools
 import threading
 from collections import deque
@@ -43,6 +44,53 @@ class EndpointConfig:
     clock_rate: int  # conference bridge clock, Hz
     user: str  # user part of our identity
     log_level: int = 1  # pjsip's own console log level (0-6)
+
+
+class _LogWriter(pj.LogWriter):  # type: ignore[misc]
+    """pjlib's log lines into structlog (so they are JSON in JSON mode, like ours). pjlib may
+    write from its own threads; this only formats and hands one line to the logger."""
+
+    def write(self, entry: pj.LogEntry) -> None:
+        level = int(entry.level)
+        sender, _, message = str(entry.msg).strip().partition(" ")  # decor: "   sender  message"
+        emit = pjlog.error if level <= 1 else pjlog.warning if level == 2 else pjlog.info
+        if level >= 4:
+            emit = pjlog.debug
+        emit("pjsip", sender=sender.strip(), message=message.strip() or sender, pj_level=level)
+
+
+pjlog = structlog.get_logger("pjsip")
+
+_PJ_LOG_FUNC = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_int)
+
+
+def _early_log(level: int, data: bytes | None, length: int) -> None:
+    """pjlib's lines before libInit installs the LogWriter (libCreate logs "pjlib ... initialized")."""
+    text = (data or b"")[: max(0, length)].decode("utf-8", "replace").strip()
+    parts = text.split(None, 2)  # default decor: "HH:MM:SS.mmm sender message"
+    if len(parts) == 3 and parts[0].count(":") == 2:
+        parts = parts[1:]
+    sender, message = (parts[0], parts[1] if len(parts) > 1 else "") if parts else ("", "")
+    emit = (
+        pjlog.error
+        if level <= 1
+        else pjlog.warning
+        if level == 2
+        else pjlog.info
+        if level == 3
+        else pjlog.debug
+    )
+    emit("pjsip", sender=sender, message=message.lstrip("!").strip() or sender, pj_level=level)
+
+
+_early_log_c = _PJ_LOG_FUNC(_early_log)  # module-level: pjlib keeps the pointer
+
+
+def _route_early_log(level: int) -> None:
+    """Before libCreate: pjlib's own level, and its lines to structlog instead of stdout."""
+    lib = ctypes.CDLL(pj._pjsua2.__file__)  # the wheel links pjlib statically and exports it
+    lib.pj_log_set_level(ctypes.c_int(level))
+    lib.pj_log_set_log_func(_early_log_c)
 
 
 class _Account(pj.Account):  # type: ignore[misc]
@@ -133,12 +181,15 @@ class Endpoint:
         self._durations: dict[Path, float] = {}
         self._thread: int | None = None
         self.sip_port = config.port
+        self.last_pump: float | None = None  # loop time of the last libHandleEvents (health check)
+        self._log_writer: _LogWriter | None = None  # kept alive while pjlib may call it
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
         cfg = self.config
+        _route_early_log(cfg.log_level)
         ep = pj.Endpoint()
         ep.libCreate()
         ep_cfg = pj.EpConfig()
@@ -148,6 +199,10 @@ class Endpoint:
         ep_cfg.uaConfig.userAgent = "hotline/0.1"
         ep_cfg.logConfig.level = cfg.log_level
         ep_cfg.logConfig.consoleLevel = cfg.log_level
+        # every pjlib line goes through structlog; no time in its decor (structlog stamps it)
+        self._log_writer = _LogWriter()
+        ep_cfg.logConfig.writer = self._log_writer
+        ep_cfg.logConfig.decor = pj.PJ_LOG_HAS_SENDER | pj.PJ_LOG_HAS_SPACE
         ep_cfg.medConfig.clockRate = cfg.clock_rate
         ep_cfg.medConfig.sndClockRate = cfg.clock_rate
         ep_cfg.medConfig.ecTailLen = 0  # no echo canceller: there is no local speaker
@@ -207,6 +262,7 @@ class Endpoint:
         if self._pump is not None:
             self._pump.cancel()
             self._pump = None
+        self.last_pump = None
         self._destroy()
 
     def _destroy(self) -> None:
@@ -226,6 +282,7 @@ class Endpoint:
     def _tick(self) -> None:
         assert self._ep is not None and self._loop is not None
         self._ep.libHandleEvents(0)
+        self.last_pump = self._loop.time()
         self._drain()
         self._pump = self._loop.call_later(PUMP_INTERVAL, self._tick)
 
@@ -425,6 +482,11 @@ class Endpoint:
     @property
     def active_legs(self) -> int:
         return len(self._legs)
+
+    @property
+    def bound(self) -> bool:
+        """True once the SIP transports are up and the account exists (until shutdown)."""
+        return self._acc is not None
 
 
 def _user_part(uri: str) -> str:

@@ -20,7 +20,7 @@ def test_shipped_config_loads_with_documented_keys() -> None:
     assert config.path(config.recordings.directory) == ROOT / "recordings"
     assert {q.name for q in config.acd.queues} == {"sales", "support", "operator"}
     text = (ROOT / "config.toml").read_text()
-    for section in ("server", "sip", "cti", "storage", "recordings", "flows", "prompts", "stats"):
+    for section in ("server", "sip", "cti", "storage", "recordings", "flows", "prompts", "stats", "http"):
         table = getattr(config, section)
         for name in table.__dataclass_fields__:
             written = f"\n{name} = " in text or f"[[{section}.{name}]]" in text

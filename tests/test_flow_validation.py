@@ -32,7 +32,7 @@ nodes:
 
 BROKEN = [
     # (name, source, code, line)
-    ("yaml_syntax", "start: a\nnodes:\n  a: {type: hangup\n", "flow.yaml_syntax", 4),
+    ("yaml_syntax", "start: a\nnodes:\n  a: {type: hangup\n", "flow.yaml_syntax", 3),  # where { opened
     ("empty", "", "flow.empty", 1),
     ("no_start", "nodes:\n  a: {type: hangup}\n", "flow.missing_field", 1),
     ("unknown_type", "start: a\nnodes:\n  a:\n    type: hangoff\n", "flow.unknown_node_type", 4),
@@ -128,3 +128,95 @@ def test_missing_audio_is_a_warning_that_does_not_stop_the_flow() -> None:
     assert flow is not None and diags == []
     flow, diags = ivr.compile_flow(text, "w.yaml", known_queues=QUEUES)  # no prompt list: no check
     assert flow is not None and diags == []
+
+
+EVERY_MISTAKE = """\
+start: menu
+nodes:
+  menu:
+    type: menu
+    prompt: {text: "Press 1"}
+    options:
+      "1": {next: ask}
+    escalate_to: helpp
+    timeout: soon
+    interruptible: maybe
+  ask:
+    type: collect
+    prompt: {text: "Your number"}
+    var: account
+    next: check
+    max_digits: many
+    colour: blue
+  check:
+    type: branch
+    cases: [{if: "tier == 'gold'", next: help}]
+    default: help
+  help:
+    type: play
+    prompt: {text: "Hold on"}
+    next: q
+  q:
+    type: queue
+    queue: sails
+  lost:
+    type: hangup
+"""
+
+
+def test_one_run_reports_every_mistake_of_a_broken_flow() -> None:
+    """Every layer at once: field values of a node with an unknown field, an unknown target,
+    an unknown queue, an undefined variable and an unreachable node, even though two nodes
+    did not compile (which used to hide the graph checks until they were fixed)."""
+    _flow, diags = ivr.compile_flow(EVERY_MISTAKE, "f.yaml", known_queues=QUEUES)
+    found = sorted((d.loc.line, d.code) for d in diags)
+    assert found == [
+        (8, "flow.unknown_node"),  # escalate_to: helpp
+        (9, "flow.bad_value"),  # timeout: soon
+        (10, "flow.bad_value"),  # interruptible: maybe
+        (11, "flow.missing_field"),  # ask has no escalate_to
+        (16, "flow.bad_value"),  # max_digits: many (in a node that also has an unknown field)
+        (17, "flow.unknown_field"),  # colour
+        (20, "flow.undefined_variable"),  # tier: read by a valid node while 'ask' is broken
+        (28, "flow.unknown_queue"),
+        (29, "flow.unreachable_node"),  # lost
+    ], [str(d) for d in diags]
+    # nothing invented: 'help' is reached through the broken nodes, not reported unreachable
+
+
+def test_fixing_the_reported_mistakes_leaves_no_new_ones() -> None:
+    fixed = (
+        EVERY_MISTAKE.replace("helpp", "help")
+        .replace("    timeout: soon\n", "")
+        .replace("    interruptible: maybe\n", "")
+        .replace("    max_digits: many\n    colour: blue\n", "    escalate_to: help\n")
+        .replace("tier == 'gold'", "account == '1'")
+        .replace("queue: sails", "queue: sales")
+        .replace("  lost:\n    type: hangup\n", "")
+    )
+    flow, diags = ivr.compile_flow(fixed, "f.yaml", known_queues=QUEUES)
+    assert flow is not None, [str(d) for d in diags]
+
+
+def test_an_unclosed_bracket_is_reported_where_it_opened() -> None:
+    text = "start: a\nnodes:\n  a: {type: hangup\n  b: {type: hangup}\n"
+    _, (d,) = ivr.compile_flow(text, "f.yaml")
+    assert (d.code, d.loc.line, d.loc.col) == ("flow.yaml_syntax", 3, 6), str(d)
+    assert "never closed" in d.message and "line 4" in d.message  # and where the parser gave up
+    _, (d,) = ivr.compile_flow("start: a\nnodes:\n  a:\n    - [1, 2\n    - 3\n  b: c\n", "f.yaml")
+    assert (d.loc.line, d.loc.col) == (4, 7) and "[" in d.message, str(d)
+    _, (d,) = ivr.compile_flow('start: "a\nnodes: {}\n', "f.yaml")
+    assert (d.loc.line, d.loc.col) == (1, 8) and "quote" in d.message, str(d)
+
+
+def test_validate_cli_prints_every_mistake_in_one_run(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EVERY_MISTAKE)
+    run = subprocess.run(
+        [sys.executable, "-m", "hotline", "validate", str(bad), "--config", "config.toml"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert run.returncode == 1
+    assert len([line for line in run.stdout.splitlines() if ": flow." in line]) == 9, run.stdout
