@@ -29,7 +29,7 @@ import telephony
 from telephony import events as tev
 
 from . import events as hev
-from . import outbound, profiles, reload, retention, servicecode
+from . import outbound, profiles, proxy, reload, retention, servicecode, trunks
 from .config import Config
 from .speech import CallEar, SpeechService, vocabulary_warnings
 from .store import CallStore
@@ -61,7 +61,15 @@ def _start_failure(exc: Exception, config: Config) -> str:
             f"{f', tls_port {c.tls_port}' if c.tls_cert else ''}): stop the other process or "
             "change them in [cti]"
         )
+    if isinstance(exc, proxy.ProxyStartError):
+        return str(exc)
     if isinstance(exc, telephony.TelephonyError):
+        if config.proxy is not None:
+            port = config.proxy.internal_port
+            return (
+                f"{exc}; is hotline's internal SIP port {port} in use? Stop the other process "
+                "or set [proxy] internal_port"
+            )
         return f"{exc}; is SIP port {config.sip.port} in use? Stop the other process or set [sip] port"
     return f"{type(exc).__name__}: {exc}"
 
@@ -118,7 +126,7 @@ def agent_specs(config: Config) -> list[acd.AgentSpec]:
             id=a.id,
             name=a.name or a.id,
             skills=a.skills,
-            contact=a.contact,
+            contact=a.contact or proxy.aor_uri(config, a.id),  # "" only with [proxy]
             queues=a.queues,
             wrap_up=a.wrap_up if a.wrap_up >= 0 else None,
         )
@@ -302,18 +310,31 @@ class Server:
         )
         sip = config.sip
         public = sip.public_host or ("127.0.0.1" if sip.host == "0.0.0.0" else sip.host)
+        edge = config.proxy  # behind the proxy: SIP on loopback, every request through it
         self.endpoint = telephony.build_endpoint(
             telephony.endpoint_config(
                 host=sip.host,
                 public_host=public,
-                port=sip.port,
+                port=edge.internal_port if edge else sip.port,
                 transports=sip.transports,
                 rtp_port=sip.rtp_port,
                 max_calls=sip.max_calls,
                 clock_rate=sip.clock_rate,
                 user=sip.user,
+                sip_host="127.0.0.1" if edge else "",
+                sip_public_host="127.0.0.1" if edge else "",
+                outbound_proxy=proxy.outbound_proxy(config) if edge else "",
+                accept_srtp=bool(edge and edge.tls_port),
+                trunks=trunks.trunk_specs(config),
             ),
             self._on_telephony,
+        )
+        self._agent_media = {a.id: a.media_encryption for a in config.acd.agents}
+        self.edge = proxy.build_edge(
+            config,
+            self.bus.publish,
+            lambda: {aid: (a.state.value, a.contact) for aid, a in self.router.agents.items()},
+            lambda aid: self._acd_from_sip(acd.events.AgentWentNotReady(agent_id=aid, reason="unregistered")),
         )
         c = config.cti
         tls = (
@@ -402,6 +423,8 @@ class Server:
             await self.cti.start()
             if self.mqtt is not None:
                 self.mqtt.start()
+            if self.edge is not None:
+                await self.edge.start()  # Kamailio first: the endpoint's requests go through it
             self.endpoint.start()
             if self.speech is not None:
                 self.speech.start()  # models load in the background; until then, DTMF only
@@ -438,6 +461,8 @@ class Server:
             session.end_cause = session.end_cause or "shutdown"
             await self._close_ear(session)
         await self.endpoint.shutdown()
+        if self.edge is not None:
+            await self.edge.stop()  # after the endpoint: its BYEs went out through Kamailio
         if self.speech is not None:
             self.speech.stop()
         for timer in (self._router_timer, self._stats_timer, self._stats_publish):
@@ -1017,7 +1042,7 @@ class Server:
                     s = self.calls.get(cid) or self._callback_session(cid, out.callback_number or "")
                     s.agent_id = aid
                     headers = {"X-Hotline-Call-Id": cid, "X-Hotline-Caller": s.caller}
-                    leg = self.endpoint.dial(contact, headers)
+                    leg = self.endpoint.dial(contact, headers, media=self._agent_media.get(aid, "none"))
                     s.ringing[aid] = AgentLeg(agent_id=aid, leg=leg)
                     self._by_leg[leg] = s
                     moved.add(s.queue or "")
@@ -1130,14 +1155,10 @@ class Server:
 
     def _dial_callback(self, s: CallSession, number: str, attempt: int) -> None:
         """The agent is on the line: now call the customer."""
-        uri = (
-            number
-            if number.startswith(("sip:", "sips:"))
-            else self.config.callbacks.dial_uri.format(number=number)
-        )
-        s.log.info("callback_dialing", attempt=attempt)
+        uri, trunk = trunks.customer_dial(self.config, number)
+        s.log.info("callback_dialing", attempt=attempt, trunk=trunk or None)
         s.phase = "callback_dialing"
-        s.leg = self.endpoint.dial(uri, {"X-Hotline-Call-Id": s.call_id})
+        s.leg = self.endpoint.dial(uri, {"X-Hotline-Call-Id": s.call_id}, trunk=trunk)
         s.started, s.started_wall = self._now(), time.time()
         self._by_leg[s.leg] = s
 
@@ -1543,7 +1564,9 @@ class Server:
             to,
         )
         leg = self.endpoint.dial(
-            self.router.agents[agent_id].contact, {"X-Hotline-Call-Id": call_id, "X-Hotline-Dial": to}
+            self.router.agents[agent_id].contact,
+            {"X-Hotline-Call-Id": call_id, "X-Hotline-Dial": to},
+            media=self._agent_media.get(agent_id, "none"),
         )
         s.ringing[agent_id] = AgentLeg(agent_id=agent_id, leg=leg)
         self.calls[call_id] = s
@@ -1590,13 +1613,9 @@ class Server:
             case _:
                 return
         if s.phase == "outbound_agent" and rung is not None and rung.confirmed and rung.media:
-            uri = (
-                s.outbound_to
-                if s.outbound_to.startswith(("sip:", "sips:"))
-                else self.config.callbacks.dial_uri.format(number=s.outbound_to)
-            )
+            uri, trunk = trunks.customer_dial(self.config, s.outbound_to)
             s.phase = "outbound_customer"
-            s.leg = self.endpoint.dial(uri, {"X-Hotline-Call-Id": s.call_id})
+            s.leg = self.endpoint.dial(uri, {"X-Hotline-Call-Id": s.call_id}, trunk=trunk)
             self._by_leg[s.leg] = s
         elif s.phase == "outbound_customer" and s.confirmed and s.media_ready:
             s.answered_at = s.connected_at = self._now()

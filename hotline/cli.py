@@ -185,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         help="`hotline prompts build [--config FILE]`: speak every static prompt into the TTS cache",
     )
     sub.add_parser(
+        "agents", help="`hotline agents passwd ID` | `list` [--config FILE]: agents' SIP passwords (HA1 only)"
+    )
+    sub.add_parser("proxy", help="`hotline proxy config [--config FILE] [--write]`: the Kamailio config")
+    sub.add_parser(
         "models",
         help="`hotline models list [--config FILE] [--load]` | `install LANG`: Vosk speech models",
     )
@@ -215,6 +219,14 @@ def main(argv: list[str] | None = None) -> int:
         from .speechcli import models_main
 
         return models_main(argv[1:])
+    if argv[:1] == ["agents"]:
+        from .credentials import cli_main as agents_main
+
+        return agents_main(argv[1:])
+    if argv[:1] == ["proxy"]:
+        from .proxy import print_config
+
+        return print_config(argv[1:])
     if argv[:1] == ["report"]:
         from .report import main as report
 

@@ -579,8 +579,29 @@ class Baresip:
         rtp_ports: tuple[int, int] | None = None,
         answermode: str = "auto",
         name: str | None = None,
+        registrar: str | None = None,
+        password: str = "",
+        transport: str = "udp",
+        mediaenc: str = "",
+        cafile: Path | None = None,
+        regint: int = 60,
+        local_ip: str = LOCALHOST,
+        verbose: bool = False,
     ):
+        """``registrar`` ("127.0.0.1:5060") makes it register there as ``user`` with
+        ``password`` over ``transport`` (udp, tcp, tls; ``cafile`` trusts the server's
+        certificate) every ``regint`` s; ``mediaenc`` ("srtp", "srtp-mand") encrypts media;
+        ``local_ip`` is the address it binds (127.0.0.2 ... for a second source address);
+        ``verbose`` logs every SIP message (baresip -v)."""
         self.user = user
+        self.registrar = registrar
+        self.password = password
+        self.transport = transport
+        self.mediaenc = mediaenc
+        self.cafile = cafile
+        self.regint = regint
+        self.local_ip = local_ip
+        self.verbose = verbose
         self.port = port or free_sip_port()
         self.name = name or f"baresip_{user}_{self.port}"
         self.confdir = Path(workdir) / self.name
@@ -604,8 +625,10 @@ class Baresip:
         return "\n".join(
             [
                 "poll_method\t\tepoll",
-                f"sip_listen\t\t{LOCALHOST}:{self.port}",
-                f"net_interface\t\t{LOCALHOST}",
+                f"sip_listen\t\t{self.local_ip}:{self.port}",
+                f"net_interface\t\t{self.local_ip}",
+                *([f"sip_cafile\t\t{self.cafile}"] if self.cafile else []),
+                *(["module\t\t\tsrtp.so"] if self.mediaenc else []),
                 "call_local_timeout\t120",
                 "call_max_calls\t\t4",
                 "audio_player\t\taubridge,nil",
@@ -641,12 +664,10 @@ class Baresip:
         if not self.audio.exists():
             make_speech_wav(self.audio, f"This is {self.user} speaking. How can I help you?", 120)
         (self.confdir / "config").write_text(self._config())
-        (self.confdir / "accounts").write_text(
-            f"<sip:{self.user}@{LOCALHOST}>;regint=0;answermode={self.answermode};audio_codecs=PCMU,PCMA\n"
-        )
+        (self.confdir / "accounts").write_text(self.account_line() + "\n")
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [BARESIP_BIN, "-f", str(self.confdir)],
+                [BARESIP_BIN, *(["-v"] if self.verbose else []), "-f", str(self.confdir)],
                 cwd=self.confdir,
                 stdin=subprocess.PIPE,
                 stdout=log,
@@ -655,12 +676,26 @@ class Baresip:
         _started.append(self.proc)
         try:
             self.wait_for(re.escape(self.READY_LINE), timeout)
-            wait_port_bound(self.port, "udp", timeout, self.proc.pid)
-            wait_port_bound(self.port, "tcp", timeout, self.proc.pid)
+            if self.local_ip == LOCALHOST:  # port_is_bound looks at the port only
+                wait_port_bound(self.port, "udp", timeout, self.proc.pid)
+                wait_port_bound(self.port, "tcp", timeout, self.proc.pid)
         except (TimeoutError, RuntimeError):
             self.stop()
             raise
         return self
+
+    def account_line(self) -> str:
+        """The ``accounts`` file line: a registering account, or a bare listening one."""
+        extra = f";mediaenc={self.mediaenc}" if self.mediaenc else ""
+        if self.registrar is None:
+            return (
+                f"<sip:{self.user}@{LOCALHOST}>;regint=0;answermode={self.answermode};"
+                f"audio_codecs=PCMU,PCMA{extra}"
+            )
+        return (
+            f"<sip:{self.user}@{self.registrar};transport={self.transport}>;auth_pass={self.password};"
+            f"regint={self.regint};answermode={self.answermode};audio_codecs=PCMU,PCMA{extra}"
+        )
 
     def log(self) -> str:
         """Everything baresip printed so far."""
