@@ -326,6 +326,7 @@ class Server:
                 outbound_proxy=proxy.outbound_proxy(config) if edge else "",
                 accept_srtp=bool(edge and edge.tls_port),
                 trunks=trunks.trunk_specs(config),
+                request_headers=proxy.worker_headers(config),
             ),
             self._on_telephony,
         )

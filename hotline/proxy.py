@@ -21,6 +21,7 @@ import itertools
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -106,6 +107,32 @@ def backends(config: Config) -> list[str]:
     return [f"sip:127.0.0.1:{config.proxy.internal_port};transport=udp"]
 
 
+WORKER_HEADER = "X-Hotline-Worker"
+
+
+def worker_token(config: Config) -> str:
+    """The secret hotline's own requests carry to the proxy (``X-Hotline-Worker``), kept in
+    ``state_dir/worker.secret`` (0600) so an operator-run Kamailio renders the same one."""
+    assert config.proxy is not None
+    path = config.path(config.proxy.state_dir) / "worker.secret"
+    try:
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        token = ""
+    if len(token) < 32:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        token = secrets.token_hex(24)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(token + "\n")
+    return token
+
+
+def worker_headers(config: Config) -> tuple[tuple[str, str], ...]:
+    """Headers for every out-of-dialog request hotline sends behind the proxy."""
+    return ((WORKER_HEADER, worker_token(config)),) if config.proxy is not None else ()
+
+
 def default_paths(config: Config, run_dir: Path | None = None) -> EdgePaths:
     assert config.proxy is not None
     p = config.proxy
@@ -170,6 +197,7 @@ def render(config: Config, paths: EdgePaths, template: str | None = None) -> str
         "MAX_MESSAGE_SIZE": str(p.max_message_size),
         "REALM": p.realm,
         "SUBSCRIBER_TABLE": credentials.TABLE,
+        "WORKER_TOKEN": worker_token(config),
         "DISPATCHER_LIST": str(paths.dispatcher_list),
         "TLS_CERT": str(config.path(p.tls_cert).resolve()),
         "TLS_KEY": str(config.path(p.tls_key).resolve()),
@@ -431,6 +459,7 @@ class ProxySupervisor:
         deadline = loop.time() + s.start_timeout
         while True:
             if self.proc.returncode is not None:
+                self._kill_group()
                 await self._drain_reader()
                 reason, fix = _explain(list(self._tail), self.config)
                 raise ProxyStartError(reason, fix)
@@ -475,6 +504,7 @@ class ProxySupervisor:
             self._up = False
             if self._stopping:
                 return
+            self._kill_group()  # its children hold the sockets: they go too before a restart
             log.error("proxy_died", exit_code=code, restart_in=delay, last=list(self._tail)[-3:])
             await asyncio.sleep(delay)
             if self._stopping:
@@ -490,6 +520,13 @@ class ProxySupervisor:
             delay = self.settings.restart_delay
             log.warning("proxy_restarted", pid=self.proc.pid, restarts=self.restarts)
 
+    def _kill_group(self) -> None:
+        """SIGKILL what is left of Kamailio's process group (its own session: pgid = pid)."""
+        pid = self.proc.pid if self.proc is not None else None
+        if pid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+
     async def _kill(self) -> None:
         proc = self.proc
         if proc is None or proc.returncode is not None:
@@ -499,8 +536,7 @@ class ProxySupervisor:
         try:
             await asyncio.wait_for(proc.wait(), 5.0)
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            self._kill_group()
             await proc.wait()
 
     async def stop(self) -> None:

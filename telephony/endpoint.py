@@ -70,6 +70,7 @@ class EndpointConfig:
     outbound_proxy: str = ""  # every request we send goes through this (the proxy); "" = direct
     accept_srtp: bool = False  # incoming calls may offer SRTP (RTP/SAVP or a=crypto); TLS at the proxy
     trunks: tuple[TrunkSpec, ...] = ()
+    request_headers: tuple[tuple[str, str], ...] = ()  # added to every call we make and REGISTER we send
 
 
 class _Account(pj.Account):  # type: ignore[misc]
@@ -287,6 +288,11 @@ class Endpoint:
                 acc_cfg.regConfig.timeoutSec = trunk.expires
                 acc_cfg.regConfig.retryIntervalSec = 30
                 acc_cfg.regConfig.registerOnAdd = True
+                for name, value in cfg.request_headers:
+                    hdr = pj.SipHeader()
+                    hdr.hName, hdr.hValue = name, value
+                    acc_cfg.regConfig.headers.append(hdr)
+                acc_cfg.regConfig.unregWaitMsec = 1000  # at shutdown, wait this long for the carrier
                 if trunk.contact_host:  # calls from the carrier must reach the proxy, not us
                     acc_cfg.sipConfig.contactForced = f"<sip:{trunk.username}@{trunk.contact_host}>"
         acc = _Account(self, name)
@@ -441,7 +447,7 @@ class Endpoint:
         leg_id = self._new_leg_id()
         call = _Call(self, acc, leg_id)
         prm = pj.CallOpParam(True)
-        for name, value in (headers or {}).items():
+        for name, value in [*self.config.request_headers, *(headers or {}).items()]:
             hdr = pj.SipHeader()
             hdr.hName, hdr.hValue = name, value
             prm.txOption.headers.append(hdr)
