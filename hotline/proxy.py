@@ -384,9 +384,16 @@ def _explain(lines: list[str], config: Config) -> tuple[str, str]:
 class ProxySupervisor:
     """Runs Kamailio as a child: started with the server, restarted when it dies, stopped last."""
 
-    def __init__(self, config: Config, paths: EdgePaths, run_dir: Path) -> None:
+    def __init__(
+        self,
+        config: Config,
+        paths: EdgePaths,
+        run_dir: Path,
+        on_change: Callable[[bool, str], None] | None = None,
+    ) -> None:
         assert config.proxy is not None
         self.config = config
+        self._on_change = on_change or (lambda up, message: None)  # (up, what happened) after start
         self.settings: ProxyConfig = config.proxy
         self.paths = paths
         self.run_dir = run_dir
@@ -437,7 +444,11 @@ class ProxySupervisor:
         with contextlib.suppress(FileNotFoundError):
             self.paths.rpc_socket.unlink()
         self._tail.clear()
+        # setpriv (util-linux) makes the kernel send Kamailio SIGTERM if hotline dies without
+        # stopping it (SIGKILL, a crash), so no orphan keeps the SIP ports
+        guard = [setpriv, "--pdeathsig", "TERM"] if (setpriv := shutil.which("setpriv")) else []
         self.proc = await asyncio.create_subprocess_exec(
+            *guard,
             binary,
             "-f",
             str(self.paths.cfg),
@@ -504,8 +515,10 @@ class ProxySupervisor:
             self._up = False
             if self._stopping:
                 return
-            self._kill_group()  # its children hold the sockets: they go too before a restart
-            log.error("proxy_died", exit_code=code, restart_in=delay, last=list(self._tail)[-3:])
+            if not isinstance(self.proc, _Exited):  # a real death, not a failed restart
+                self._kill_group()  # its children hold the sockets: they go too before a restart
+                log.error("proxy_died", exit_code=code, restart_in=delay, last=list(self._tail)[-3:])
+                self._on_change(False, f"Kamailio (the SIP edge) died with exit code {code}; restarting it")
             await asyncio.sleep(delay)
             if self._stopping:
                 return
@@ -519,6 +532,7 @@ class ProxySupervisor:
             self.restarts += 1
             delay = self.settings.restart_delay
             log.warning("proxy_restarted", pid=self.proc.pid, restarts=self.restarts)
+            self._on_change(True, f"Kamailio (the SIP edge) runs again (restart {self.restarts})")
 
     def _kill_group(self) -> None:
         """SIGKILL what is left of Kamailio's process group (its own session: pgid = pid)."""
@@ -679,7 +693,9 @@ class Edge:
         self._run_dir = Path(tempfile.mkdtemp(prefix="hotline-edge-"))  # short: unix socket paths
         self.paths = default_paths(config, self._run_dir if self.settings.managed else None)
         self.supervisor = (
-            ProxySupervisor(config, self.paths, self._run_dir) if self.settings.managed else None
+            ProxySupervisor(config, self.paths, self._run_dir, self._proxy_changed)
+            if self.settings.managed
+            else None
         )
         self.rpc = (
             self.supervisor.rpc
@@ -701,6 +717,14 @@ class Edge:
 
     def is_registered(self, agent_id: str) -> bool:
         return self.watcher.registrations.is_registered(agent_id)
+
+    def _proxy_changed(self, up: bool, message: str) -> None:
+        """The managed Kamailio died (alert.raised sip.proxy_down) or came back (cleared)."""
+        restarts = float(self.supervisor.restarts if self.supervisor is not None else 0)
+        if up:
+            self._publish(AlertCleared(code="sip.proxy_down", message=message, value=restarts, limit=0.0))
+        else:
+            self._publish(AlertRaised(code="sip.proxy_down", message=message, value=restarts, limit=0.0))
 
     def _registrations(self, events: list[RegistrationEvent]) -> None:
         for event in events:

@@ -33,6 +33,7 @@ PASSWORDS = {
     "1003": "carol-sip-pass",
     "1004": "dave-sip-pass",
 }
+PASSWD = [sys.executable, "-m", "hotline", "agents", "passwd", "--password-stdin"]
 AGENTS = [
     {"id": "1001", "skills": ["sales"], "password": PASSWORDS["1001"]},
     {"id": "1002", "skills": ["support"], "password": PASSWORDS["1002"], "media_encryption": "srtp"},
@@ -179,6 +180,22 @@ async def test_wrong_password_is_refused_and_the_agent_cannot_be_reached(
     finally:
         phone.stop()
         await cti.request("agent.logout", agent="1004")
+    # `hotline agents passwd` counts from the next REGISTER: Kamailio reads the HA1 live
+    passwd = subprocess.run(
+        [*PASSWD, "1004", "--config", str(edge.workdir / "config.toml")],
+        input="dave-new-password\n",
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert passwd.returncode == 0, passwd.stderr
+    fresh = SipProbe(("127.0.0.1", edge.sip_port), local_ip="127.0.0.6")
+    try:
+        assert fresh.register("1004", PASSWORDS["1004"]) == 403  # the old one no longer works
+        assert fresh.register("1004", "dave-new-password") == 200
+    finally:
+        fresh.close()
+    await cti.wait_event("agent.registered", agent_id="1004")
 
 
 async def test_tls_agent_with_srtp_takes_a_call_and_the_recording_is_clear(
@@ -283,6 +300,8 @@ async def test_kamailio_killed_is_restarted_and_the_next_call_works(
             what="Kamailio to be restarted",
         )
         assert kamailio_pids(edge)[0] != main
+        await cti.wait_event("alert.raised", code="sip.proxy_down")
+        await cti.wait_event("alert.cleared", code="sip.proxy_down")
         # registrations survived the restart (kept in SQLite): the agent is still reachable
         assert not [e for e in cti.events if e["event"] == "agent.unregistered"]
         ready = await call_through(edge, cti, tmp_path, "1", "1003")
@@ -374,3 +393,11 @@ async def test_click_to_dial_goes_out_through_a_trunk_that_challenges_with_401(t
     assert carrier.wait(20) == 0, carrier.summary()  # both requests carried valid credentials
     messages = carrier.message_log.read_text()
     assert messages.count("Authorization: Digest") >= 2 and 'username="hotline-trunk"' in messages
+
+
+def test_a_killed_hotline_leaves_no_kamailio_behind(tmp_path: Path) -> None:
+    server = HotlineProcess(workdir=tmp_path / "h", agents=AGENTS[:1], proxy=True).start()
+    pids = kamailio_pids(server)
+    assert pids, "no managed Kamailio found"
+    server.kill()  # SIGKILL: hotline cannot stop it; the kernel's parent-death signal does
+    until(lambda: not [p for p in pids if Path(f"/proc/{p}").exists()], timeout=10, what="Kamailio to exit")
