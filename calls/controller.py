@@ -73,9 +73,10 @@ class ControllerConfig:
     recordings: Path  # call recordings (parts under .parts/) and voicemail
     auto_answer: bool = True  # answer at once; false = ring (180) until CTI call.answer
     caller_mask: str = "none"  # caller numbers in summaries and sidecars: none, last4, all
-    dial_uri: str = (
-        "sip:{number}@127.0.0.1:5080"  # how a customer number is dialled (callbacks, click-to-dial)
-    )
+    # how a customer number is dialled (callbacks, click-to-dial); a SIP URI is dialled as it is
+    dial_uri: str = "sip:{number}@127.0.0.1:5080"
+    dial_trunk: str = ""  # the configured trunk customers are dialled through ("" = none)
+    agent_media: Mapping[str, str] = field(default_factory=dict)  # agent id -> none, optional, srtp
     speech: bool = False  # a recognizer service exists; without one every Listen is "unavailable"
     max_utterance: float = 10.0  # seconds: the ear cuts an answer off here (flows read it)
     preferred_seconds: Mapping[str, float] = field(default_factory=dict)  # per queue: the last agent alone
@@ -897,7 +898,10 @@ class CallController:
         leg = self._new_leg(call)
         self._emit(
             fx.Dial(
-                leg=leg, uri=contact, headers={"X-Hotline-Call-Id": call_id, "X-Hotline-Caller": call.caller}
+                leg=leg,
+                uri=contact,
+                headers={"X-Hotline-Call-Id": call_id, "X-Hotline-Caller": call.caller},
+                media=self.config.agent_media.get(agent_id, "none"),
             )
         )
         call.ringing[agent_id] = AgentLeg(agent_id=agent_id, leg=leg)
@@ -943,13 +947,15 @@ class CallController:
 
     def _dial_customer(self, call: Call, number: str) -> None:
         """The agent is on the line: now call the customer (a callback, or click-to-dial)."""
-        uri = number if number.startswith(("sip:", "sips:")) else self.config.dial_uri.format(number=number)
+        sip_uri = number.startswith(("sip:", "sips:"))
+        uri = number if sip_uri else self.config.dial_uri.format(number=number)
+        trunk = "" if sip_uri else self.config.dial_trunk
         self._move(call, T.CUSTOMER_DIALED)
         call.leg = self._new_leg(call)
         call.confirmed = call.media_ready = False
         call.started, call.started_wall = self._now, self._wall
         self._by_leg[call.leg] = call
-        self._emit(fx.Dial(leg=call.leg, uri=uri, headers={"X-Hotline-Call-Id": call.call_id}))
+        self._emit(fx.Dial(leg=call.leg, uri=uri, headers={"X-Hotline-Call-Id": call.call_id}, trunk=trunk))
 
     def _callback_failed(self, call: Call, cause: str) -> None:
         self._move(call, T.DIAL_FAILED)
@@ -1390,7 +1396,12 @@ class CallController:
         leg = self._new_leg(call)
         contact = self.router.agents[e.agent_id].contact
         self._emit(
-            fx.Dial(leg=leg, uri=contact, headers={"X-Hotline-Call-Id": e.call_id, "X-Hotline-Dial": e.to})
+            fx.Dial(
+                leg=leg,
+                uri=contact,
+                headers={"X-Hotline-Call-Id": e.call_id, "X-Hotline-Dial": e.to},
+                media=self.config.agent_media.get(e.agent_id, "none"),
+            )
         )
         call.ringing[e.agent_id] = AgentLeg(agent_id=e.agent_id, leg=leg)
         self._by_leg[leg] = call

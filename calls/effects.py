@@ -33,6 +33,8 @@ class Dial:
     leg: str  # the id the new leg gets (its events carry it)
     uri: str  # SIP URI to call
     headers: Mapping[str, str] = field(default_factory=dict)  # extra SIP headers (X-Hotline-...)
+    media: str = "none"  # an agent's media encryption: none, optional or srtp
+    trunk: str = ""  # a customer dialled out through this configured trunk ("" = none)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -31,7 +31,7 @@ from calls import effects as fx
 from calls import inputs as inp
 from telephony import events as tev
 
-from . import ops, outbound, profiles, reload, retention
+from . import edge, ops, outbound, profiles, proxy, reload, retention, trunks
 from .commands import Commands
 from .config import Config
 from .flowset import agent_specs, known_skills, load_flows, prompt_ids, queue_specs
@@ -57,7 +57,15 @@ def _start_failure(exc: Exception, config: Config) -> str:
             f"{f', tls_port {c.tls_port}' if c.tls_cert else ''}): stop the other process or "
             "change them in [cti]"
         )
+    if isinstance(exc, proxy.ProxyStartError):
+        return str(exc)
     if isinstance(exc, telephony.TelephonyError):
+        if config.proxy is not None:
+            port = config.proxy.internal_port
+            return (
+                f"{exc}; is hotline's internal SIP port {port} in use? Stop the other process "
+                "or set [proxy] internal_port"
+            )
         return f"{exc}; is SIP port {config.sip.port} in use? Stop the other process or set [sip] port"
     return f"{type(exc).__name__}: {exc}"
 
@@ -93,7 +101,9 @@ class Server:
                 recordings=self.recordings,
                 auto_answer=config.sip.auto_answer,
                 caller_mask=config.cti.caller_mask,
-                dial_uri=config.callbacks.dial_uri,
+                dial_uri=trunks.customer_dial_uri(config),
+                dial_trunk=config.callbacks.trunk,
+                agent_media={a.id: a.media_encryption for a in config.acd.agents},
                 speech=bool(config.speech.models),
                 max_utterance=config.speech.max_utterance,
                 preferred_seconds={q.name: q.preferred_seconds for q in config.acd.queues},
@@ -141,19 +151,32 @@ class Server:
         self.prompts = PromptResolver(self.prompt_dirs, self.tts)
         sip = config.sip
         public = sip.public_host or ("127.0.0.1" if sip.host == "0.0.0.0" else sip.host)
+        front = config.proxy  # behind the proxy: SIP on loopback, every request through it
         self.endpoint = telephony.build_endpoint(
             telephony.endpoint_config(
                 host=sip.host,
                 public_host=public,
-                port=sip.port,
+                port=front.internal_port if front else sip.port,
                 transports=sip.transports,
                 rtp_port=sip.rtp_port,
                 max_calls=sip.max_calls,
                 clock_rate=sip.clock_rate,
                 user=sip.user,
                 log_level=sip.pjsip_log_level,
+                sip_host="127.0.0.1" if front else "",
+                sip_public_host="127.0.0.1" if front else "",
+                outbound_proxy=proxy.outbound_proxy(config) if front else "",
+                accept_srtp=bool(front and front.tls_port),
+                trunks=trunks.trunk_specs(config),
+                request_headers=proxy.worker_headers(config),
             ),
             self._on_telephony,
+        )
+        self.edge = edge.build_edge(
+            config,
+            self._publish,
+            lambda: {aid: (a.state.value, a.contact) for aid, a in self.router.agents.items()},
+            self._agent_unregistered,
         )
         c = config.cti
         tls = (
@@ -259,6 +282,8 @@ class Server:
             await self.cti.start()
             if self.mqtt is not None:
                 self.mqtt.start()
+            if self.edge is not None:
+                await self.edge.start()  # Kamailio first: the endpoint's requests go through it
             self.endpoint.start()
             self.ops.start()
             if self.speech is not None:
@@ -295,6 +320,8 @@ class Server:
         for call_id in list(self._ears):
             self._close_ear(call_id)
         await self.endpoint.shutdown()  # the legs' ends come through the controller while it pumps
+        if self.edge is not None:
+            await self.edge.stop()  # after the endpoint: its BYEs went out through Kamailio
         if self.speech is not None:
             self.speech.stop()
         if self._timer is not None:
@@ -324,6 +351,15 @@ class Server:
             await self._stopping.wait()
         finally:
             await self.stop()
+
+    def _agent_unregistered(self, agent_id: str) -> None:
+        """The registrar lost a logged-in agent's phone: not ready, reason "unregistered"."""
+        try:
+            self.command(
+                inp.AgentCommand(event=acd.events.AgentWentNotReady(agent_id=agent_id, reason="unregistered"))
+            )
+        except acd.AcdError as exc:  # a race with the router (the agent moved meanwhile)
+            log.warning("agent_park_refused", agent_id=agent_id, code=exc.code, error=str(exc))
 
     def _publish(self, event: object) -> None:
         self.bus.publish(event)
@@ -440,8 +476,8 @@ class Server:
                 ep.answer(leg, code)
             case fx.Hangup(leg=leg, code=code):
                 ep.hangup(leg, code)
-            case fx.Dial(leg=leg, uri=uri, headers=headers):
-                ep.dial(uri, dict(headers), leg_id=leg)
+            case fx.Dial(leg=leg, uri=uri, headers=headers, media=media, trunk=trunk):
+                ep.dial(uri, dict(headers), media=media, trunk=trunk, leg_id=leg)
             case fx.Bridge(a=a, b=b):
                 ep.bridge(a, b)
             case fx.Unbridge(a=a, b=b):

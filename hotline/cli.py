@@ -210,6 +210,14 @@ def _owned(name: str, argv: list[str]) -> int:
         from .speechcli import models_main
 
         return models_main(argv)
+    if name == "agents":
+        from .credentials import cli_main as agents_main
+
+        return agents_main(argv)
+    if name == "proxy":
+        from .proxy import print_config
+
+        return print_config(argv)
     from .report import main as report
 
     return report(argv)
@@ -224,6 +232,8 @@ OWNED = {
     "retention": "`hotline retention purge [--days N] [--dry-run]`: purge old calls now",
     "prompts": "`hotline prompts build [--config FILE]`: speak every static prompt into the TTS cache",
     "models": "`hotline models list [--config FILE] [--load]` | `install LANG`: Vosk speech models",
+    "agents": "`hotline agents passwd ID` | `list` [--config FILE]: agents' SIP passwords (HA1 only)",
+    "proxy": "`hotline proxy config [--config FILE] [--write]`: the Kamailio config",
 }
 
 

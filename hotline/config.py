@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import sys
 import tomllib
 import types
@@ -115,6 +116,56 @@ class StatsConfig:
 @dataclass(frozen=True, slots=True)
 class CallbacksConfig:
     dial_uri: str = "sip:{number}@127.0.0.1:5080"  # how a callback's customer is dialled (your trunk)
+    trunk: str = ""  # a [[trunks]] name: callbacks and click-to-dial go out through it; "" = dial_uri
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    """Kamailio in front of hotline ([proxy]); docs/sip.md. No [proxy] table: no proxy."""
+
+    managed: bool = True  # hotline starts, watches and stops Kamailio; false = you run it
+    binary: str = "kamailio"  # the Kamailio program (a name on PATH or a path)
+    internal_port: int = 5090  # hotline's own SIP port on 127.0.0.1, behind the proxy
+    tls_port: int = 5061  # SIP over TLS on [sip] host; 0 = no TLS
+    tls_cert: str = "certs/sip.crt"  # PEM certificate chain for TLS (scripts/setup makes a demo one)
+    tls_key: str = "certs/sip.key"  # PEM private key
+    realm: str = "hotline"  # digest realm; stored HA1s are bound to it (change it: set passwords again)
+    state_dir: str = "proxy"  # the rendered kamailio.cfg and the registrations database
+    rpc_socket: str = ""  # Kamailio's JSON-RPC datagram socket; "" = a private one (managed)
+    children: int = 2  # Kamailio worker processes per transport
+    shm_mb: int = 64  # Kamailio shared memory, MB
+    pkg_mb: int = 8  # Kamailio private memory per process, MB
+    log_level: int = 1  # Kamailio's debug level: -1 errors only ... 3 debug
+    poll_interval: float = 1.0  # seconds between reads of the registrations and the guard
+    min_expires: int = 60  # seconds: shortest registration accepted
+    max_expires: int = 3600  # seconds: longest registration granted
+    default_expires: int = 600  # seconds, when a phone asks for none
+    max_contacts: int = 4  # phones per agent at once (a desk phone and a softphone ...)
+    rate_window: int = 2  # seconds per counting window of the per-source limits below
+    register_limit: int = 20  # REGISTERs per source address per window; more are dropped
+    invite_limit: int = 40  # INVITEs per source address per window; more are dropped
+    auth_fail_limit: int = 5  # failed authentications from one address before it is blocked
+    auth_fail_window: int = 300  # seconds: failures older than this (with none since) are forgotten
+    block_seconds: int = 600  # seconds a blocked address gets no answer at all
+    max_message_size: int = 8192  # bytes: larger SIP messages get 513
+    restart_delay: float = 1.0  # seconds before restarting a Kamailio that died (doubles, at most 30)
+    start_timeout: float = 10.0  # seconds Kamailio may take to answer its control socket
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkConfig:
+    """A carrier trunk for outgoing calls ([[trunks]])."""
+
+    name: str  # [callbacks] trunk refers to it
+    host: str  # the carrier's SIP address, "sip.carrier.example" or "203.0.113.5:5060"
+    username: str = ""  # digest user; "" = the carrier needs no authentication
+    password: str = ""  # digest password (the carrier's; kept in memory only)
+    realm: str = ""  # the carrier's realm; "" = answer any realm it challenges with
+    register: bool = False  # register to the carrier (for trunks that need it to send and receive)
+    registrar: str = ""  # where to register; "" = host
+    expires: int = 300  # seconds per registration
+    transport: str = "udp"  # udp or tcp towards the carrier
+    from_user: str = ""  # the caller id user part; "" = username (or [sip] user)
 
 
 def _default_marketing_hours() -> dict[str, tuple[str, ...]]:
@@ -233,8 +284,11 @@ class QueueConfig:
 
 @dataclass(frozen=True, slots=True)
 class AgentConfig:
-    id: str
-    contact: str  # SIP URI rung for offers; agent.login may override it
+    id: str  # also the SIP username the agent's softphone registers with
+    contact: str = ""  # SIP URI rung for offers; "" = where the softphone registered ([proxy])
+    password: str = ""  # SIP password (demo setups); hashed at load; see `hotline agents passwd`
+    ha1: str = ""  # or md5(id:realm:password) in hex, instead of password
+    media_encryption: str = "none"  # none, optional (offer SRTP, accept RTP) or srtp (SRTP only, TLS phones)
     name: str = ""
     skills: tuple[str, ...] | dict[str, int] = ()  # names (proficiency 5) or name -> proficiency 1-5
     queues: dict[str, int] | None = None  # queue -> this agent's priority for it (higher first)
@@ -267,6 +321,8 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     alerts: tuple[AlertRuleConfig, ...] | None = None  # no [[alerts]]: the built-in rules
     mqtt: MqttConfig | None = None  # no [mqtt] table: nothing MQTT runs
+    proxy: ProxyConfig | None = None  # no [proxy] table: hotline answers SIP itself, no registrar
+    trunks: tuple[TrunkConfig, ...] = ()
     base_dir: Path = Path(".")  # the config file's directory; not a TOML key
 
     def path(self, value: str) -> Path:
@@ -377,7 +433,22 @@ def load_config(path: str | Path) -> Config:
     if errors:
         many = f"{p.name}: {len(errors)} problems:\n  " + "\n  ".join(errors)
         raise ConfigError(errors[0] if len(errors) == 1 else many, errors)
-    return config
+    return _hash_passwords(config)
+
+
+def ha1(username: str, realm: str, password: str) -> str:
+    """The digest HA1 a registrar stores instead of the password (md5 of user:realm:password)."""
+    return hashlib.md5(f"{username}:{realm}:{password}".encode()).hexdigest()
+
+
+def _hash_passwords(config: Config) -> Config:
+    """Agents' plain SIP passwords become HA1 at once: nothing after the loader sees them."""
+    realm = config.proxy.realm if config.proxy is not None else ProxyConfig().realm
+    agents = tuple(
+        dataclasses.replace(a, password="", ha1=ha1(a.id, realm, a.password)) if a.password else a
+        for a in config.acd.agents
+    )
+    return dataclasses.replace(config, acd=dataclasses.replace(config.acd, agents=agents))
 
 
 def load_config_or_report(path: str | Path) -> Config | None:
@@ -426,14 +497,32 @@ def _problems(config: Config, where: str, failed: set[str]) -> list[str]:
     if acd_ok and len(set(ids)) != len(ids):
         out.append(f"{where}: two [[acd.agents]] share an id")
     for agent in config.acd.agents if acd_ok else ():
-        if not agent.contact.startswith(("sip:", "sips:")):
+        if agent.contact and not agent.contact.startswith(("sip:", "sips:")):
             out.append(f"{where}: agent {agent.id}: contact must be a SIP URI like sip:1001@10.0.0.5")
+        if not agent.contact and config.proxy is None:
+            out.append(
+                f'{where}: agent {agent.id} has no contact: set contact = "sip:...", or add a [proxy] '
+                "table so the agent's softphone registers (docs/sip.md)"
+            )
+        if agent.media_encryption not in ("none", "optional", "srtp"):
+            out.append(f"{where}: agent {agent.id}: media_encryption must be none, optional or srtp")
+        if agent.media_encryption != "none" and (config.proxy is None or not config.proxy.tls_port):
+            out.append(
+                f"{where}: agent {agent.id}: media_encryption needs a [proxy] table with tls_port "
+                "(SRTP keys travel in the SDP, so only over TLS)"
+            )
+        if agent.ha1 and (len(agent.ha1) != 32 or any(c not in "0123456789abcdef" for c in agent.ha1)):
+            out.append(f"{where}: agent {agent.id}: ha1 must be 32 lowercase hex digits")
+        if agent.password and agent.ha1:
+            out.append(f"{where}: agent {agent.id}: give password or ha1, not both")
         for name in sorted(set(agent.queues or {}) - queues):
             guess = difflib.get_close_matches(name, sorted(queues), n=1)
             out.append(
                 f"{where}: agent {agent.id}: queues names '{name}', which is not a queue"
                 + (f" (did you mean '{guess[0]}'?)" if guess else f"; queues: {', '.join(sorted(queues))}")
             )
+    if "trunks" not in failed and "proxy" not in failed and "callbacks" not in failed:
+        out += _sip_edge_problems(config, where)
     for t in config.sip.transports if "sip" not in failed else ():
         if t not in ("udp", "tcp"):
             out.append(f"{where}: sip.transports: '{t}' is not one of udp, tcp")
@@ -485,3 +574,41 @@ def _check(config: Config, where: str) -> None:
     problems = _problems(config, where, set())
     if problems:
         raise ConfigError("\n".join(problems), problems)
+
+
+def _sip_edge_problems(config: Config, where: str) -> list[str]:
+    out: list[str] = []
+    trunks = [t.name for t in config.trunks]
+    if len(set(trunks)) != len(trunks):
+        out.append(f"{where}: two [[trunks]] share a name")
+    for t in config.trunks:
+        if t.transport not in ("udp", "tcp"):
+            out.append(f"{where}: trunk {t.name}: transport must be udp or tcp")
+        if t.host.startswith(("sip:", "sips:")) or "@" in t.host:
+            out.append(f'{where}: trunk {t.name}: host is an address like "sip.carrier.example:5060"')
+        if t.register and not t.username:
+            out.append(f"{where}: trunk {t.name}: register = true needs username and password")
+    if config.callbacks.trunk and config.callbacks.trunk not in trunks:
+        out.append(
+            f"{where}: callbacks.trunk '{config.callbacks.trunk}' is not a [[trunks]] name"
+            + (f" (known: {', '.join(trunks)})" if trunks else "")
+        )
+    p = config.proxy
+    if p is None:
+        return out
+    if p.internal_port in (config.sip.port, p.tls_port):
+        out.append(f"{where}: proxy.internal_port must differ from sip.port and proxy.tls_port")
+    if p.tls_port and p.tls_port == config.sip.port:
+        out.append(f"{where}: proxy.tls_port must differ from sip.port")
+    if p.tls_port and not (p.tls_cert and p.tls_key):
+        out.append(f"{where}: proxy.tls_port needs proxy.tls_cert and proxy.tls_key (or tls_port = 0)")
+    if not 0 < p.min_expires <= p.default_expires <= p.max_expires:
+        out.append(f"{where}: proxy: need 0 < min_expires <= default_expires <= max_expires")
+    for key in ("rate_window", "register_limit", "invite_limit", "auth_fail_limit", "block_seconds"):
+        if getattr(p, key) < 1:
+            out.append(f"{where}: proxy.{key} must be 1 or more")
+    if p.max_message_size < 1500:
+        out.append(f"{where}: proxy.max_message_size must be at least 1500 bytes")
+    if not p.realm or any(c in p.realm for c in ' "\\'):
+        out.append(f"{where}: proxy.realm must be a non-empty word without quotes or spaces")
+    return out

@@ -13,6 +13,7 @@ import structlog
 import acd
 import ivr
 
+from . import proxy
 from .config import Config
 
 log = structlog.get_logger("hotline")
@@ -54,7 +55,7 @@ def agent_specs(config: Config) -> list[acd.AgentSpec]:
             id=a.id,
             name=a.name or a.id,
             skills=a.skills,
-            contact=a.contact,
+            contact=a.contact or proxy.aor_uri(config, a.id),  # "" only with [proxy]
             queues=a.queues,
             wrap_up=a.wrap_up if a.wrap_up >= 0 else None,
         )

@@ -16,7 +16,7 @@ import ivr
 from calls import events as hev
 from telephony import asr
 
-from . import reload
+from . import registrations, reload
 
 EVENTS: tuple[type, ...] = (
     hev.CallOffered,
@@ -35,6 +35,8 @@ EVENTS: tuple[type, ...] = (
     ivr.IvrEscalated,
     ivr.IvrInterrupted,
     ivr.SurveyAnswered,
+    registrations.AgentRegistered,
+    registrations.AgentUnregistered,
     asr.AlertRaised,
     asr.AlertCleared,
     acd.events.CallQueued,

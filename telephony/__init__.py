@@ -15,7 +15,7 @@ from .media import StereoResult, merge_stereo, sha256_file, wav_seconds, write_t
 from .tts import Synthesizer
 
 if TYPE_CHECKING:
-    from .endpoint import Endpoint, EndpointConfig
+    from .endpoint import Endpoint, EndpointConfig, TrunkSpec
 
 
 def build_endpoint(config: EndpointConfig, on_event: Callable[[events.TelephonyEvent], None]) -> Endpoint:
@@ -31,6 +31,12 @@ def endpoint_config(**fields: object) -> EndpointConfig:
     return EndpointConfig(**fields)  # type: ignore[arg-type]
 
 
+def trunk_spec(**fields: object) -> TrunkSpec:
+    from .endpoint import TrunkSpec
+
+    return TrunkSpec(**fields)  # type: ignore[arg-type]
+
+
 __all__ = [
     "LegGone",
     "StereoResult",
@@ -41,6 +47,7 @@ __all__ = [
     "events",
     "merge_stereo",
     "sha256_file",
+    "trunk_spec",
     "wav_seconds",
     "write_tone",
 ]

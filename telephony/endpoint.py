@@ -31,12 +31,34 @@ from .media import wav_seconds
 log = structlog.get_logger("telephony")
 
 PUMP_INTERVAL = 0.004  # seconds between libHandleEvents(0) calls
+# pjmedia_tp_proto: RTP/SAVP, RTP/SAVPF and DTLS-SRTP all carry this bit (PJMEDIA_TP_PROFILE_SRTP)
+_SRTP_PROTO_BIT = pj.PJMEDIA_TP_PROTO_RTP_SAVP & ~pj.PJMEDIA_TP_PROTO_RTP_AVP
+
+
+MEDIA_POLICIES = ("none", "optional", "srtp")  # dial(media=...): RTP, SRTP offered, SRTP only
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkSpec:
+    """A carrier trunk: outgoing calls through it answer its digest challenges."""
+
+    name: str
+    host: str  # the carrier's address, host[:port]
+    username: str = ""  # digest user; "" = no authentication
+    password: str = ""  # digest password
+    realm: str = ""  # "" = any realm the carrier challenges with
+    register: bool = False  # keep a registration at the carrier
+    registrar: str = ""  # host[:port] to register at; "" = host
+    expires: int = 300  # seconds per registration
+    transport: str = "udp"  # udp or tcp towards the carrier
+    from_user: str = ""  # user part of From; "" = username, else our user
+    contact_host: str = ""  # host:port put in the registration's Contact ("" = ours): the proxy's
 
 
 @dataclass(frozen=True, slots=True)
 class EndpointConfig:
-    host: str  # bind address
-    public_host: str  # address for SDP/Contact
+    host: str  # RTP bind address (and SIP's, unless sip_host is set)
+    public_host: str  # address for SDP (and SIP Contact/Via, unless sip_public_host is set)
     port: int  # SIP port
     transports: tuple[str, ...]  # "udp", "tcp"
     rtp_port: int  # first RTP port
@@ -44,6 +66,12 @@ class EndpointConfig:
     clock_rate: int  # conference bridge clock, Hz
     user: str  # user part of our identity
     log_level: int = 1  # pjsip's own console log level (0-6)
+    sip_host: str = ""  # SIP bind address; "" = host (behind the proxy: 127.0.0.1)
+    sip_public_host: str = ""  # SIP Contact/Via address; "" = public_host
+    outbound_proxy: str = ""  # every request we send goes through this (the proxy); "" = direct
+    accept_srtp: bool = False  # incoming calls may offer SRTP (RTP/SAVP or a=crypto); TLS at the proxy
+    trunks: tuple[TrunkSpec, ...] = ()
+    request_headers: tuple[tuple[str, str], ...] = ()  # added to every call we make and REGISTER we send
 
 
 class _LogWriter(pj.LogWriter):  # type: ignore[misc]
@@ -94,12 +122,20 @@ def _route_early_log(level: int) -> None:
 
 
 class _Account(pj.Account):  # type: ignore[misc]
-    def __init__(self, owner: Endpoint) -> None:
+    def __init__(self, owner: Endpoint, name: str = "default") -> None:
         super().__init__()
         self._owner = owner
+        self.name = name  # "default", "media:<policy>", "trunk:<name>", "register:<name>"
 
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
         self._owner._on_incoming(self, prm.callId)
+
+    def onRegState(self, prm: pj.OnRegStateParam) -> None:
+        code = int(prm.code)
+        if 200 <= code < 300:
+            log.info("trunk_registered", account=self.name, code=code, expires=int(prm.expiration))
+        else:
+            log.warning("trunk_registration_failed", account=self.name, code=code, reason=str(prm.reason))
 
 
 class _Call(pj.Call):  # type: ignore[misc]
@@ -139,7 +175,13 @@ class _Call(pj.Call):  # type: ignore[misc]
         for media in ci.media:
             if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
                 self.media_ready = True
-                self._owner._emit(ev.LegMediaReady(leg_id=self.leg_id))
+                try:
+                    proto = int(self.getStreamInfo(media.index).proto)
+                except (pj.Error, TypeError, ValueError):
+                    proto = 0
+                srtp = bool(proto & _SRTP_PROTO_BIT)
+                log.debug("leg_media", leg=self.leg_id, srtp=srtp, proto=proto)
+                self._owner._emit(ev.LegMediaReady(leg_id=self.leg_id, srtp=srtp))
                 return
 
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
@@ -176,6 +218,9 @@ class Endpoint:
         self._ids = itertools.count(1)
         self._ep: pj.Endpoint | None = None
         self._acc: _Account | None = None
+        self._media_accounts: dict[str, _Account] = {}  # media policy -> account dialling with it
+        self._trunk_accounts: dict[str, _Account] = {}  # trunk name -> account its calls go out on
+        self._registrations: list[_Account] = []  # trunks' registration accounts
         self._pump: asyncio.Handle | None = None  # call_soon first, then call_later
         self._loop: asyncio.AbstractEventLoop | None = None
         self._durations: dict[Path, float] = {}
@@ -213,8 +258,8 @@ class Endpoint:
             for kind in cfg.transports:
                 tcfg = pj.TransportConfig()
                 tcfg.port = cfg.port
-                tcfg.boundAddress = cfg.host
-                tcfg.publicAddress = cfg.public_host
+                tcfg.boundAddress = cfg.sip_host or cfg.host
+                tcfg.publicAddress = cfg.sip_public_host or cfg.public_host
                 ttype = pj.PJSIP_TRANSPORT_UDP if kind == "udp" else pj.PJSIP_TRANSPORT_TCP
                 ep.transportCreate(ttype, tcfg)
             ep.libStart()
@@ -227,27 +272,105 @@ class Endpoint:
             ):
                 with contextlib.suppress(pj.Error):  # a codec not built in is fine
                     ep.codecSetPriority(codec, prio)
-            acc_cfg = pj.AccountConfig()
-            acc_cfg.idUri = f"sip:{cfg.user}@{cfg.public_host}:{cfg.port}"
-            acc_cfg.mediaConfig.transportConfig.port = cfg.rtp_port
-            acc_cfg.mediaConfig.transportConfig.portRange = max(2 * cfg.max_calls + 16, 64)
-            acc_cfg.mediaConfig.transportConfig.boundAddress = cfg.host
-            acc_cfg.mediaConfig.transportConfig.publicAddress = cfg.public_host
-            acc = _Account(self)
-            acc.create(acc_cfg, True)
-            self._acc = acc
+            srtp = pj.PJMEDIA_SRTP_OPTIONAL if cfg.accept_srtp else pj.PJMEDIA_SRTP_DISABLED
+            self._acc = self._account("default", cfg.user, srtp, priority=10, default=True)
+            self._media_accounts["none"] = (
+                self._account("media:none", cfg.user, pj.PJMEDIA_SRTP_DISABLED)
+                if cfg.accept_srtp
+                else self._acc
+            )
+            if cfg.accept_srtp:
+                self._media_accounts["optional"] = self._account(
+                    "media:optional", cfg.user, pj.PJMEDIA_SRTP_OPTIONAL
+                )
+                self._media_accounts["srtp"] = self._account(
+                    "media:srtp", cfg.user, pj.PJMEDIA_SRTP_MANDATORY
+                )
+            for trunk in cfg.trunks:
+                self._trunk_accounts[trunk.name] = self._trunk_account(trunk)
         except pj.Error as exc:
             self._destroy()
             raise TelephonyError(f"SIP start failed: {exc.info()}") from None
         self._pump = self._loop.call_soon(self._tick)
         log.info(
             "sip_listening",
-            host=cfg.host,
+            host=cfg.sip_host or cfg.host,
             port=cfg.port,
+            outbound_proxy=cfg.outbound_proxy or None,
+            srtp=cfg.accept_srtp,
+            trunks=[t.name for t in cfg.trunks],
             transports=list(cfg.transports),
             clock_rate=cfg.clock_rate,
             max_calls=cfg.max_calls,
         )
+
+    def _account(
+        self,
+        name: str,
+        user: str,
+        srtp: int,
+        *,
+        priority: int = 0,
+        default: bool = False,
+        trunk: TrunkSpec | None = None,
+        register: bool = False,
+    ) -> _Account:
+        """One pjsua2 account. SRTP is per account in pjsua2 2.12, so each media policy
+        has its own; TLS ends at the proxy, hence srtpSecureSignaling = 0 (the keys cross
+        only the loopback hop in clear)."""
+        cfg = self.config
+        sip_public = cfg.sip_public_host or cfg.public_host
+        acc_cfg = pj.AccountConfig()
+        acc_cfg.priority = priority
+        acc_cfg.idUri = f"sip:{user}@{sip_public}:{cfg.port}"
+        acc_cfg.mediaConfig.transportConfig.port = cfg.rtp_port
+        acc_cfg.mediaConfig.transportConfig.portRange = max(2 * cfg.max_calls + 16, 64)
+        acc_cfg.mediaConfig.transportConfig.boundAddress = cfg.host
+        acc_cfg.mediaConfig.transportConfig.publicAddress = cfg.public_host
+        acc_cfg.mediaConfig.srtpUse = srtp
+        acc_cfg.mediaConfig.srtpSecureSignaling = 0
+        if cfg.outbound_proxy:
+            acc_cfg.sipConfig.proxies.append(cfg.outbound_proxy)
+        if trunk is not None:
+            acc_cfg.idUri = f"sip:{trunk.from_user or trunk.username or user}@{trunk.host}"
+            if trunk.username:
+                cred = pj.AuthCredInfo("digest", trunk.realm or "*", trunk.username, 0, trunk.password)
+                acc_cfg.sipConfig.authCreds.append(cred)
+            if register:
+                registrar = trunk.registrar or trunk.host
+                acc_cfg.idUri = f"sip:{trunk.username}@{registrar}"
+                acc_cfg.regConfig.registrarUri = f"sip:{registrar};transport={trunk.transport}"
+                acc_cfg.regConfig.timeoutSec = trunk.expires
+                acc_cfg.regConfig.retryIntervalSec = 30
+                acc_cfg.regConfig.registerOnAdd = True
+                for name, value in cfg.request_headers:
+                    hdr = pj.SipHeader()
+                    hdr.hName, hdr.hValue = name, value
+                    acc_cfg.regConfig.headers.append(hdr)
+                acc_cfg.regConfig.unregWaitMsec = 1000  # at shutdown, wait this long for the carrier
+                if trunk.contact_host:  # calls from the carrier must reach the proxy, not us
+                    acc_cfg.sipConfig.contactForced = f"<sip:{trunk.username}@{trunk.contact_host}>"
+        acc = _Account(self, name)
+        acc.create(acc_cfg, default)
+        return acc
+
+    def _trunk_account(self, trunk: TrunkSpec) -> _Account:
+        """Calls go out on one account (credentials, no registration); a trunk that registers
+        gets a second account whose Contact is the proxy's public address, so the carrier's
+        calls reach the proxy while our calls keep our own Contact (in-dialog requests
+        then route back through the proxy's Record-Route)."""
+        calls = self._account(f"trunk:{trunk.name}", self.config.user, pj.PJMEDIA_SRTP_DISABLED, trunk=trunk)
+        if trunk.register:
+            self._registrations.append(
+                self._account(
+                    f"register:{trunk.name}",
+                    self.config.user,
+                    pj.PJMEDIA_SRTP_DISABLED,
+                    trunk=trunk,
+                    register=True,
+                )
+            )
+        return calls
 
     async def shutdown(self, grace: float = 3.0) -> None:
         """Hang up every leg, let the BYEs go out, then tear down in the safe order:
@@ -271,6 +394,12 @@ class Endpoint:
             leg.ear = None
             leg.recorders.clear()
         self._legs.clear()  # drops the Call objects
+        for extra in [*self._registrations, *self._trunk_accounts.values(), *self._media_accounts.values()]:
+            if extra is not self._acc:
+                extra.shutdown()
+        self._registrations.clear()
+        self._trunk_accounts.clear()
+        self._media_accounts.clear()
         if self._acc is not None:
             self._acc.shutdown()
             self._acc = None
@@ -351,16 +480,40 @@ class Endpoint:
         except pj.Error as exc:
             log.warning("hangup_failed", leg=leg_id, error=exc.info())
 
-    def dial(self, uri: str, headers: dict[str, str] | None = None, *, leg_id: str | None = None) -> str:
+    def dial(
+        self,
+        uri: str,
+        headers: dict[str, str] | None = None,
+        *,
+        media: str = "none",
+        trunk: str = "",
+        leg_id: str | None = None,
+    ) -> str:
         """Start an outbound leg; its fate arrives as LegRinging/LegAnswered/LegEnded.
-        ``leg_id``: the id its events carry (the caller's choice), else a new one."""
+
+        ``media``: "none" (RTP), "optional" (SRTP offered, RTP accepted) or "srtp" (SDP offers
+        RTP/SAVP only); SRTP needs ``accept_srtp``. ``trunk``: a configured trunk's name; its
+        credentials answer the carrier's 401/407. ``leg_id``: the id its events carry (the
+        caller's choice), else a new one."""
         assert self._acc is not None
+        if trunk:
+            acc = self._trunk_accounts.get(trunk)
+            if acc is None:
+                raise TelephonyError(f"no trunk {trunk!r} is configured")
+        else:
+            acc = self._media_accounts.get(media)
+            if acc is None:
+                raise TelephonyError(
+                    f"media encryption {media!r} is not available: it needs the proxy with TLS"
+                    if media in MEDIA_POLICIES
+                    else f"unknown media encryption {media!r}; use one of {', '.join(MEDIA_POLICIES)}"
+                )
         leg_id = leg_id or self._new_leg_id()
         if leg_id in self._legs:
             raise TelephonyError(f"leg id {leg_id} is in use")
-        call = _Call(self, self._acc, leg_id)
+        call = _Call(self, acc, leg_id)
         prm = pj.CallOpParam(True)
-        for name, value in (headers or {}).items():
+        for name, value in [*self.config.request_headers, *(headers or {}).items()]:
             hdr = pj.SipHeader()
             hdr.hName, hdr.hValue = name, value
             prm.txOption.headers.append(hdr)

@@ -27,6 +27,7 @@ class LegAnswered:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LegMediaReady:
     leg_id: str  # audio is flowing; the leg can play, record and bridge
+    srtp: bool = False  # the audio is SRTP (RTP/SAVP) on this leg
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -143,9 +144,13 @@ class HotlineProcess:
     log_level: str = "debug"
     extra_toml: str = ""  # appended to the generated config
     auto_answer: bool = True  # [sip] auto_answer
-    sip_port: int = 0
+    sip_port: int = 0  # the public SIP port (Kamailio's with proxy=True)
     cti_port: int = 0
     http_port: int = 0
+    proxy: bool = False  # run behind the managed Kamailio ([proxy] table): registrar, TLS, guard
+    proxy_toml: str = ""  # extra [proxy] keys, one per line
+    tls_port: int = 0  # with proxy: SIP over TLS
+    internal_port: int = 0  # with proxy: hotline's own SIP port on loopback
     proc: Any = None
 
     def config_text(self) -> str:
@@ -186,6 +191,18 @@ class HotlineProcess:
             'directories = ["/usr/share/asterisk/sounds/en"]',
             'tts_cache = "tts"',
         ]
+        if self.proxy:
+            cert, key = demo_certificate()
+            lines += [
+                "[proxy]",
+                f"internal_port = {self.internal_port}",
+                f"tls_port = {self.tls_port}",
+                f'tls_cert = "{cert}"',
+                f'tls_key = "{key}"',
+                "poll_interval = 0.25",
+                "restart_delay = 0.5",
+                self.proxy_toml,
+            ]
         for table, rows in (("acd.queues", self.queues), ("acd.agents", self.agents)):
             for row in rows:
                 lines.append(f"[[{table}]]")
@@ -196,6 +213,9 @@ class HotlineProcess:
         self.sip_port = self.sip_port or free_port()
         self.cti_port = self.cti_port or free_port()
         self.http_port = self.http_port or free_port()
+        if self.proxy:
+            self.tls_port = self.tls_port or free_port()
+            self.internal_port = self.internal_port or free_port()
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "config.toml"
         config.write_text(self.config_text())
@@ -256,6 +276,23 @@ class HotlineProcess:
     @property
     def recordings(self) -> Path:
         return self.workdir / "recordings"
+
+
+_CERT_DIR = Path(tempfile.gettempdir()) / "hotline-test-certs"
+
+
+def demo_certificate() -> tuple[Path, Path]:
+    """A self-signed certificate and key for SIP over TLS in tests (made once per machine)."""
+    cert, key = _CERT_DIR / "sip.crt", _CERT_DIR / "sip.key"
+    if not (cert.exists() and key.exists()):
+        _CERT_DIR.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+             "-subj", "/CN=hotline-test", "-keyout", str(key), "-out", str(cert)],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+    return cert, key
 
 
 def broken_render(text: str, voice: str, rate: int, clock_rate: int, out: str) -> str:

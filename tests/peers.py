@@ -643,8 +643,29 @@ class Baresip:
         rtp_ports: tuple[int, int] | None = None,
         answermode: str = "auto",
         name: str | None = None,
+        registrar: str | None = None,
+        password: str = "",
+        transport: str = "udp",
+        mediaenc: str = "",
+        cafile: Path | None = None,
+        regint: int = 60,
+        local_ip: str = LOCALHOST,
+        verbose: bool = False,
     ):
+        """``registrar`` ("127.0.0.1:5060") makes it register there as ``user`` with
+        ``password`` over ``transport`` (udp, tcp, tls; ``cafile`` trusts the server's
+        certificate) every ``regint`` s; ``mediaenc`` ("srtp", "srtp-mand") encrypts media;
+        ``local_ip`` is the address it binds (127.0.0.2 ... for a second source address);
+        ``verbose`` logs every SIP message (baresip -s)."""
         self.user = user
+        self.registrar = registrar
+        self.password = password
+        self.transport = transport
+        self.mediaenc = mediaenc
+        self.cafile = cafile
+        self.regint = regint
+        self.local_ip = local_ip
+        self.verbose = verbose
         self.port = port or free_sip_port()
         self.name = name or f"baresip_{user}_{self.port}"
         self.confdir = Path(workdir) / self.name
@@ -668,8 +689,10 @@ class Baresip:
         return "\n".join(
             [
                 "poll_method\t\tepoll",
-                f"sip_listen\t\t{LOCALHOST}:{self.port}",
-                f"net_interface\t\t{LOCALHOST}",
+                f"sip_listen\t\t{self.local_ip}:{self.port}",
+                f"net_interface\t\t{self.local_ip}",
+                *([f"sip_cafile\t\t{self.cafile}"] if self.cafile else []),
+                *(["module\t\t\tsrtp.so"] if self.mediaenc else []),
                 "call_local_timeout\t120",
                 "call_max_calls\t\t4",
                 "audio_player\t\taubridge,nil",
@@ -705,12 +728,11 @@ class Baresip:
         if not self.audio.exists():
             make_speech_wav(self.audio, f"This is {self.user} speaking. How can I help you?", 120)
         (self.confdir / "config").write_text(self._config())
-        (self.confdir / "accounts").write_text(
-            f"<sip:{self.user}@{LOCALHOST}>;regint=0;answermode={self.answermode};audio_codecs=PCMU,PCMA\n"
-        )
+        (self.confdir / "accounts").write_text(self.account_line() + "\n")
+        command = ["stdbuf", "-oL", BARESIP_BIN, "-s"] if self.verbose else [BARESIP_BIN]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [BARESIP_BIN, "-f", str(self.confdir)],
+                [*command, "-f", str(self.confdir)],
                 cwd=self.confdir,
                 stdin=subprocess.PIPE,
                 stdout=log,
@@ -719,12 +741,26 @@ class Baresip:
         _started.append(self.proc)
         try:
             self.wait_for(re.escape(self.READY_LINE), timeout)
-            wait_port_bound(self.port, "udp", timeout, self.proc.pid)
-            wait_port_bound(self.port, "tcp", timeout, self.proc.pid)
+            if self.local_ip == LOCALHOST:  # port_is_bound looks at the port only
+                wait_port_bound(self.port, "udp", timeout, self.proc.pid)
+                wait_port_bound(self.port, "tcp", timeout, self.proc.pid)
         except (TimeoutError, RuntimeError):
             self.stop()
             raise
         return self
+
+    def account_line(self) -> str:
+        """The ``accounts`` file line: a registering account, or a bare listening one."""
+        extra = f";mediaenc={self.mediaenc}" if self.mediaenc else ""
+        if self.registrar is None:
+            return (
+                f"<sip:{self.user}@{LOCALHOST}>;regint=0;answermode={self.answermode};"
+                f"audio_codecs=PCMU,PCMA{extra}"
+            )
+        return (
+            f"<sip:{self.user}@{self.registrar};transport={self.transport}>;auth_pass={self.password};"
+            f"regint={self.regint};answermode={self.answermode};audio_codecs=PCMU,PCMA{extra}"
+        )
 
     def log(self) -> str:
         """Everything baresip printed so far."""
@@ -788,3 +824,105 @@ def dial(server: Any, scenario: str, workdir: Path, **kw: Any) -> Sipp:
     """A SIPp caller (not started yet) running ``scenario`` against ``server`` (a
     HotlineProcess), calling its service number."""
     return Sipp(scenario, workdir, remote=f"{LOCALHOST}:{server.sip_port}", service="hotline", **kw)
+
+
+class SipProbe:
+    """Hand-made SIP requests over UDP from ``local_ip`` (127.0.0.x): a REGISTER or INVITE,
+    answered with digest credentials when challenged (MD5, no qop, as Kamailio's
+    ``auth_challenge(realm, "0")`` asks), for checking what an edge refuses."""
+
+    def __init__(self, remote: tuple[str, int], local_ip: str = LOCALHOST) -> None:
+        self.remote = remote
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((local_ip, 0))
+        self.local = self.sock.getsockname()
+        self._n = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def request(
+        self,
+        method: str,
+        user: str,
+        *,
+        to_user: str | None = None,
+        authorization: str = "",
+        call_id: str | None = None,
+        cseq: int = 1,
+        body: str = "",
+    ) -> str:
+        """The request's text (From user ``user``; R-URI/To ``to_user``, default ``user``)."""
+        self._n += 1
+        host = f"{self.remote[0]}:{self.remote[1]}"
+        ip, port = self.local
+        target = to_user or user
+        ruri = f"sip:{host}" if method == "REGISTER" else f"sip:{target}@{host}"
+        lines = [
+            f"{method} {ruri} SIP/2.0",
+            f"Via: SIP/2.0/UDP {ip}:{port};branch=z9hG4bK-probe{self._n}-{time.monotonic_ns()};rport",
+            "Max-Forwards: 70",
+            f"From: <sip:{user}@{host}>;tag=probe{self._n}",
+            f"To: <sip:{target}@{host}>",
+            f"Call-ID: {call_id or f'probe-{self._n}-{time.monotonic_ns()}'}@{ip}",
+            f"CSeq: {cseq} {method}",
+            f"Contact: <sip:{user}@{ip}:{port}>",
+        ]
+        if method == "REGISTER":
+            lines.append("Expires: 60")
+        if authorization:
+            name = "Authorization" if method == "REGISTER" else "Proxy-Authorization"
+            lines.append(f"{name}: {authorization}")
+        if body:
+            lines.append("Content-Type: application/sdp")
+        lines.append(f"Content-Length: {len(body.encode())}")
+        return "\r\n".join(lines) + "\r\n\r\n" + body
+
+    def send(self, text: str) -> None:
+        self.sock.sendto(text.encode(), self.remote)
+
+    def response(self, timeout: float = 2.0) -> tuple[int, str] | None:
+        """The next final response (status, text); None if nothing came within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65535).decode(errors="replace")
+            except TimeoutError:
+                return None
+            status = int(data.split(" ", 2)[1]) if data.startswith("SIP/2.0 ") else 0
+            if status >= 200:
+                return status, data
+        return None
+
+    @staticmethod
+    def digest(challenge: str, method: str, uri: str, user: str, password: str) -> str:
+        """An Authorization value answering the WWW-/Proxy-Authenticate in ``challenge``."""
+        import hashlib
+
+        starts = ("www-authenticate", "proxy-authenticate")
+        header = next(line for line in challenge.split("\r\n") if line.lower().startswith(starts))
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', header))
+        realm, nonce = fields["realm"], fields["nonce"]
+
+        def md5(text: str) -> str:
+            return hashlib.md5(text.encode()).hexdigest()
+
+        answer = md5(f"{md5(f'{user}:{realm}:{password}')}:{nonce}:{md5(f'{method}:{uri}')}")
+        return (
+            f'Digest username="{user}", realm="{realm}", nonce="{nonce}", uri="{uri}", '
+            f'response="{answer}", algorithm=MD5'
+        )
+
+    def register(self, user: str, password: str, timeout: float = 2.0) -> int | None:
+        """REGISTER, answer the challenge; the final status (None: no answer)."""
+        call_id = f"reg-{time.monotonic_ns()}"
+        self.send(self.request("REGISTER", user, call_id=call_id))
+        first = self.response(timeout)
+        if first is None or first[0] != 401:
+            return None if first is None else first[0]
+        uri = f"sip:{self.remote[0]}:{self.remote[1]}"
+        auth = self.digest(first[1], "REGISTER", uri, user, password)
+        self.send(self.request("REGISTER", user, call_id=call_id, cseq=2, authorization=auth))
+        final = self.response(timeout)
+        return None if final is None else final[0]

@@ -20,7 +20,9 @@ def test_shipped_config_loads_with_documented_keys() -> None:
     assert config.path(config.recordings.directory) == ROOT / "recordings"
     assert {q.name for q in config.acd.queues} == {"sales", "support", "operator"}
     text = (ROOT / "config.toml").read_text()
-    for section in ("server", "sip", "cti", "storage", "recordings", "flows", "prompts", "stats", "http"):
+    assert config.proxy is not None and config.proxy.managed  # the shipped setup registers softphones
+    sections = ("server", "sip", "cti", "storage", "recordings", "flows", "prompts", "stats", "http", "proxy")
+    for section in sections:
         table = getattr(config, section)
         for name in table.__dataclass_fields__:
             written = f"\n{name} = " in text or f"[[{section}.{name}]]" in text
@@ -37,7 +39,8 @@ def test_shipped_config_loads_with_documented_keys() -> None:
             "[[cti.tokens]]\nname='a'\nsecret='b'\n[[acd.agents]]\nid='1'\ncontact='1001@host'\n",
             "must be a SIP URI",
         ),
-        ("[[cti.tokens]]\nname='a'\nsecret='b'\n[[acd.agents]]\nid='1'\n", "'contact' is required"),
+        # without a [proxy] (registrar) an agent can only be rung at a configured contact
+        ("[[cti.tokens]]\nname='a'\nsecret='b'\n[[acd.agents]]\nid='1'\n", "agent 1 has no contact"),
         ("[sip\n", "config.toml"),
     ],
 )
