@@ -15,10 +15,12 @@ from .server import (
     Control,
     CtiServer,
     EventBus,
+    HttpRoutes,
     RecordingResolver,
     SessionLimits,
     Sink,
     Token,
+    current_token,
 )
 
 
@@ -37,6 +39,7 @@ def build_cti(
     recordings: RecordingResolver | None = None,
     audit: AuditLog | None = None,
     limits: SessionLimits | None = None,
+    http_routes: Iterable[HttpRoutes] = (),
 ) -> CtiServer:
     """The one wiring point: the CTI protocol serving ``bus`` and running ``control``.
 
@@ -46,6 +49,7 @@ def build_cti(
       ``/cti`` and ``GET /recordings/<call_id>``, files found by ``recordings``, downloads
       written to ``audit``.
     - ``limits``: idle-auth timeout, flood and slow-consumer bounds.
+    - ``http_routes``: functions that add routes to the HTTP port's aiohttp app (pages).
     """
     return CtiServer(
         bus,
@@ -61,6 +65,7 @@ def build_cti(
         recordings=recordings,
         audit=audit,
         limits=limits,
+        http_routes=http_routes,
     )
 
 
@@ -82,6 +87,7 @@ __all__ = [
     "CtiError",
     "CtiServer",
     "EventBus",
+    "HttpRoutes",
     "MqttPublisher",
     "MqttSettings",
     "Outbox",
@@ -91,6 +97,7 @@ __all__ = [
     "Sink",
     "Token",
     "build_cti",
+    "current_token",
     "envelope",
     "event_data",
     "event_schema",

@@ -26,7 +26,7 @@ log = structlog.get_logger("cti")
 
 WS_MAX_MESSAGE = 4 * MAX_LINE_BYTES  # bigger frames end the WebSocket (close code 1009)
 CALL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # anything else cannot name a recording
-READ_SCOPES = frozenset({"read", "agent", "control", "admin"})  # every scope includes read
+READ_SCOPES = frozenset({"read", "agent", "supervise", "control", "admin"})  # every scope includes read
 
 
 async def start_http(
@@ -37,6 +37,8 @@ async def start_http(
     app = web.Application()
     app.router.add_get("/cti", front.websocket)
     app.router.add_get("/recordings/{call_id}", front.recording)
+    for add_routes in server.http_routes:  # e.g. hotline's pages (hotline/web/)
+        add_routes(app)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=tls)

@@ -31,7 +31,7 @@ from calls import effects as fx
 from calls import inputs as inp
 from telephony import events as tev
 
-from . import outbound, profiles, reload, retention
+from . import outbound, profiles, reload, retention, web
 from .commands import Commands
 from .config import Config
 from .flowset import agent_specs, known_skills, load_flows, prompt_ids, queue_specs
@@ -98,6 +98,8 @@ class Server:
                 max_utterance=config.speech.max_utterance,
                 preferred_seconds={q.name: q.preferred_seconds for q in config.acd.queues},
                 publish_stats_every=st.publish_every,
+                dispositions={q.name: q.dispositions for q in config.acd.queues},
+                default_dispositions=config.acd.dispositions,
             ),
             self.router,
             stats,
@@ -185,6 +187,7 @@ class Server:
             recordings=self._recording_path,
             audit=self.audit,
             limits=cti_bridge.SessionLimits(auth_timeout=c.auth_timeout),
+            http_routes=(web.add_routes,),  # /agent, /wallboard (hotline/web/)
         )
         self.mqtt: cti_bridge.MqttPublisher | None = None
         if config.mqtt is not None and self.bus.outbox is not None:
@@ -439,6 +442,14 @@ class Server:
                 ep.bridge(a, b)
             case fx.Unbridge(a=a, b=b):
                 ep.unbridge(a, b)
+            case fx.Transmit(src=src, dst=dst):
+                ep.transmit(src, dst)
+            case fx.StopTransmit(src=src, dst=dst):
+                ep.stop_transmit(src, dst)
+            case fx.MixRecording(src=src, into=into, on=on):
+                ep.mix_recording(src, into, on)
+            case fx.Audit(action=action, who=who, what=what, result=result, fields=fields):
+                self.audit.audit(action, who=who, what=what, result=result, **fields)
             case fx.Hold(leg=leg):
                 ep.hold(leg)
             case fx.Retrieve(leg=leg):

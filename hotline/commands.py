@@ -19,6 +19,7 @@ import telephony
 from calls import inputs as inp
 
 from . import outbound, reload
+from .floor_commands import FloorCommands
 
 if TYPE_CHECKING:
     from .app import Server
@@ -67,6 +68,7 @@ class Commands:
             "flow.reload": self.reload,
             "flow.emergency": self.emergency,
         }
+        self.handlers.update(FloorCommands(self).handlers())  # hotline/floor_commands.py
 
     async def __call__(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
         handler = self.handlers.get(cmd)

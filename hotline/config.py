@@ -46,7 +46,7 @@ class SipConfig:
 class TokenConfig:
     name: str  # who holds the token; logged instead of the secret
     secret: str
-    scopes: tuple[str, ...] = ("read",)  # read (subscribe), agent (own agent), control (all), admin
+    scopes: tuple[str, ...] = ("read",)  # read, agent (own agent), supervise (monitoring), control, admin
     agent: str = ""  # with scope "agent": the agent id this token may act for
 
 
@@ -203,6 +203,7 @@ class QueueConfig:
     callback_max_attempts: int = 3  # attempts before a callback is given up
     default_aht: float = 180.0  # seconds: the handle time EWT assumes before any call was handled
     preferred_seconds: float = 0.0  # seconds a returning caller's last agent is tried alone (0 = off)
+    dispositions: tuple[str, ...] = ()  # wrap-up codes for this queue; () = [acd] dispositions
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +221,9 @@ class AgentConfig:
 class AcdConfig:
     queues: tuple[QueueConfig, ...] = ()
     agents: tuple[AgentConfig, ...] = ()
+    dispositions: tuple[str, ...] = ()  # wrap-up codes for queues without their own (and click-to-dial)
+    # the not-ready reasons the /agent page offers
+    not_ready_reasons: tuple[str, ...] = ("break", "lunch", "meeting", "training", "coaching")
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,6 +355,13 @@ def _check(config: Config, where: str) -> None:
                 )
             if flow.kind == "queue" and flow.target not in queues:
                 raise ConfigError(f"{where}: queue {q.name}: {label} target '{flow.target}' is not a queue")
+    for q in config.acd.queues:
+        codes = [*q.dispositions, *config.acd.dispositions]
+        for code in codes:
+            if not code or not all(ch.isalnum() or ch in "_-" for ch in code):
+                raise ConfigError(
+                    f"{where}: queue {q.name}: disposition '{code}' must be letters, digits, _ or -"
+                )
     ids = [a.id for a in config.acd.agents]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{where}: two [[acd.agents]] share an id")
@@ -369,11 +380,11 @@ def _check(config: Config, where: str) -> None:
     if config.server.log_format not in ("auto", "json", "console"):
         raise ConfigError(f"{where}: server.log_format must be auto, json or console")
     for token in config.cti.tokens:
-        bad = set(token.scopes) - {"read", "agent", "control", "admin"}
+        bad = set(token.scopes) - {"read", "agent", "supervise", "control", "admin"}
         if bad:
             raise ConfigError(
                 f"{where}: cti token {token.name}: unknown scope(s) {sorted(bad)}; "
-                "use read, agent, control, admin"
+                "use read, agent, supervise, control, admin"
             )
         if "agent" in token.scopes and not token.agent:
             raise ConfigError(f'{where}: cti token {token.name}: scope agent needs `agent = "<agent id>"`')

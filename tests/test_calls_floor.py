@@ -13,7 +13,10 @@ from calls import inputs as inp
 from .callrig import CallRig, agents
 
 P = CallPhase
-DISPOSITIONS = {"dispositions": {"sales": ("resolved", "callback_needed")}, "default_dispositions": ("other",)}
+DISPOSITIONS = {
+    "dispositions": {"sales": ("resolved", "callback_needed")},
+    "default_dispositions": ("other",),
+}
 
 
 def rig3(**config: object) -> CallRig:
@@ -88,7 +91,12 @@ def test_listen_whisper_barge_are_one_way_edges_and_the_barge_is_on_the_agent_ch
     rig.advance(0.1)
     (merge,) = rig.of(fx.MergeRecording)
     (mixed,) = merge.sidecar["mixed"]
-    assert (mixed["party"], mixed["id"], mixed["reason"], mixed["channel"]) == ("supervisor", "a2", "barge", "right")
+    assert (mixed["party"], mixed["id"], mixed["reason"], mixed["channel"]) == (
+        "supervisor",
+        "a2",
+        "barge",
+        "right",
+    )
     assert mixed["from"] < mixed["to"]
     assert rig.ended()[0].summary["disposition_code"] is None
 
@@ -121,13 +129,15 @@ def test_monitoring_refusals_change_nothing() -> None:
 
 def test_the_supervisor_leaves_when_the_call_ends_and_hears_no_assist_flow() -> None:
     rig = rig3()
-    c, a = connected(rig)
+    c, _ = connected(rig)
     rig.feed(inp.Monitor(call_id="c1", supervisor="a3", mode="barge"))
     (s,) = rig.agent_legs("a3")
     rig.answer(s)
     rig.advance(0.1)
     mark = len(rig.batches)
-    rig.feed(inp.Assist(call_id="c1", flow="verify"))  # the caller types a PIN: the supervisor hears none of it
+    rig.feed(
+        inp.Assist(call_id="c1", flow="verify")
+    )  # the caller types a PIN: the supervisor hears none of it
     on, off = edges(since(rig, mark))
     assert off == {(c, s), (s, c)} and not on
     rig.hang_up(c)
@@ -167,7 +177,11 @@ def test_consult_conference_and_attended_transfer() -> None:
     out = since(rig, mark)
     assert fx.Hangup(leg=a) in out
     merges = [e for e in out if isinstance(e, fx.MergeRecording)]
-    assert merges and merges[0].sidecar["agent_id"] == "a1" and merges[0].sidecar["mixed"][0]["party"] == "colleague"
+    assert (
+        merges
+        and merges[0].sidecar["agent_id"] == "a1"
+        and merges[0].sidecar["mixed"][0]["party"] == "colleague"
+    )
     (record,) = [e for e in out if isinstance(e, fx.Record)]
     assert record.sources[1][0] == k  # a new segment: caller left, the colleague right
     call = rig.call("c1")
@@ -178,7 +192,10 @@ def test_consult_conference_and_attended_transfer() -> None:
     assert rig.router.agent_state("a1") is acd.AgentState.WRAP_UP
     rig.feed(inp.SetDisposition(agent_id="a1", code="resolved"))  # a1 wraps up the part it handled
     rig.feed(inp.SetDisposition(agent_id="a2", code="callback_needed", note="sends the form"))
-    assert [(d.agent_id, d.during) for d in rig.published("call.disposition")] == [("a1", "wrap_up"), ("a2", "talk")]
+    assert [(d.agent_id, d.during) for d in rig.published("call.disposition")] == [
+        ("a1", "wrap_up"),
+        ("a2", "talk"),
+    ]
     rig.hang_up(c)
     rig.advance(0.1)
     (ended,) = rig.ended()
