@@ -53,6 +53,44 @@ def rows(db: str, *, since: float, until: float, queue: str | None) -> list[dict
         con.close()
 
 
+def _iso(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def dispositions(db: str, *, since: float, until: float, queue: str | None) -> list[tuple[str, str, int]]:
+    """(queue, wrap-up code, calls) for the calls that started in the range and got a code."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        cur = con.execute(
+            "SELECT COALESCE(queue, ''), disposition, COUNT(*) FROM calls "
+            "WHERE disposition IS NOT NULL AND started_at >= ? AND started_at < ? "
+            "AND (? IS NULL OR queue = ?) GROUP BY 1, 2 ORDER BY 1, 2",
+            (_iso(since), _iso(until), queue, queue),
+        )
+        return [(str(q), str(d), int(n)) for q, d, n in cur.fetchall()]
+    except sqlite3.OperationalError as exc:
+        raise SystemExit(f"hotline report: cannot read {db}: {exc}") from None
+    finally:
+        con.close()
+
+
+def write_dispositions(out: TextIO, data: list[tuple[str, str, int]], *, as_csv: bool) -> None:
+    if as_csv:
+        w = csv.writer(out)
+        w.writerow(["queue", "disposition", "calls"])
+        w.writerows(data)
+        return
+    out.write("\nwrap-up codes (agent.disposition), by queue:\n")
+    if not data:
+        out.write("(no call in that range has one)\n")
+        return
+    wq = max(5, *(len(q) for q, _, _ in data))
+    wd = max(11, *(len(d) for _, d, _ in data))
+    out.write(f"{'queue'.rjust(wq)}  {'disposition'.rjust(wd)}  calls\n")
+    for q, d, n in data:
+        out.write(f"{(q or '-').rjust(wq)}  {d.rjust(wd)}  {str(n).rjust(5)}\n")
+
+
 def _fmt(key: str, value: Any) -> str:
     if value is None:
         return "-"
@@ -95,6 +133,11 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--to", dest="until", default=None, help="end, local time (default: now)")
     ap.add_argument("--queue", default=None)
     ap.add_argument("--csv", action="store_true", help="CSV with raw values instead of a text table")
+    ap.add_argument(
+        "--dispositions",
+        action="store_true",
+        help="only the agents' wrap-up codes per queue (calls that started in the range)",
+    )
     args = ap.parse_args(argv)
     config = load_config_or_report(args.config)
     if config is None:
@@ -102,6 +145,12 @@ def main(argv: list[str]) -> int:
     today = dt.datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
     since = _when(args.since) if args.since else today.timestamp()
     until = _when(args.until) if args.until else dt.datetime.now().timestamp() + 1
-    data = rows(str(config.path(config.storage.database)), since=since, until=until, queue=args.queue)
-    write(sys.stdout, data, as_csv=args.csv)
+    db = str(config.path(config.storage.database))
+    codes = dispositions(db, since=since, until=until, queue=args.queue)
+    if args.dispositions:
+        write_dispositions(sys.stdout, codes, as_csv=args.csv)
+        return 0
+    write(sys.stdout, rows(db, since=since, until=until, queue=args.queue), as_csv=args.csv)
+    if not args.csv:  # the CSV stays one table; --dispositions --csv gives the codes
+        write_dispositions(sys.stdout, codes, as_csv=False)
     return 0
