@@ -158,6 +158,7 @@ class FloorCommands:
                     "reason": state.reason,
                     "since": at(state.since),
                     "call_id": state.call_id,
+                    "queues": sorted(state.member_of),
                 }
             )
         live = []
