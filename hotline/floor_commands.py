@@ -156,7 +156,7 @@ class FloorCommands:
                     "name": a.name or a.id,
                     "state": state.state.value,
                     "reason": state.reason,
-                    "since": at(state.since),
+                    "since": at(state.since) if state.state.value != "logged_out" else None,
                     "call_id": state.call_id,
                     "queues": sorted(state.member_of),
                 }

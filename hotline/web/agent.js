@@ -142,7 +142,7 @@
     pill.dataset.state = st.state;
     $("in-state").textContent = seconds(st.since, now);
     $("wrap").classList.toggle("hidden", st.state !== "wrap_up");
-    if (st.wrapUntil) $("wrap-timer").textContent = `${Math.max(0, Math.ceil((st.wrapUntil - now) / 1000))} s`;
+    if (st.wrapUntil) $("wrap-timer").textContent = `${Math.max(0, Math.ceil((st.wrapUntil - now - Floor.skew()) / 1000))} s`;
     else $("wrap-timer").textContent = seconds(st.since, now);
     const c = st.call;
     $("call-none").classList.toggle("hidden", !!c);

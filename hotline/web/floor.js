@@ -28,8 +28,8 @@ class FloorSocket {
     ws.onclose = () => {
       for (const [, p] of this.pending) p.reject(new Error("disconnected"));
       this.pending.clear();
-      if (this.closed) return;
       this.onStatus("down");
+      if (this.closed) return;
       setTimeout(() => this.connect(), this.backoff);
       this.backoff = Math.min(this.backoff * 2, 8000);
     };
@@ -55,6 +55,7 @@ class FloorSocket {
     }
     const snap = await this.request("floor.snapshot", {});
     this.lastSeq = snap.seq;
+    skew = Date.parse(snap.time) - Date.now(); // a wall display's clock may be off: count in the server's
     this.onSnapshot(snap);
     await this.request("subscribe", { events: ["*"], since: snap.seq });
     this._live();
@@ -97,6 +98,8 @@ class FloorSocket {
   }
 }
 
+let skew = 0; // server clock minus ours, ms
+
 // small DOM helpers
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -116,7 +119,7 @@ function el(tag, attrs, ...children) {
 
 function seconds(sinceIso, nowMs) {
   if (!sinceIso) return "";
-  const s = Math.max(0, Math.floor(((nowMs || Date.now()) - Date.parse(sinceIso)) / 1000));
+  const s = Math.max(0, Math.floor(((nowMs || Date.now()) + skew - Date.parse(sinceIso)) / 1000));
   const m = Math.floor(s / 60);
   return m >= 60 ? `${Math.floor(m / 60)}:${String(m % 60).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`
     : `${m}:${String(s % 60).padStart(2, "0")}`;
@@ -126,4 +129,4 @@ function pct(x) {
   return x === null || x === undefined ? "–" : `${Math.round(100 * x)}%`;
 }
 
-window.Floor = { FloorSocket, el, seconds, pct };
+window.Floor = { FloorSocket, el, seconds, pct, skew: () => skew };

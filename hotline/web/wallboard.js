@@ -2,10 +2,11 @@
 "use strict";
 (() => {
   const { FloorSocket, el, seconds, pct } = window.Floor;
-  const state = { queues: new Map(), calls: new Map(), agents: new Map(), supervise: false, me: null };
+  const state = { queues: new Map(), calls: new Map(), agents: new Map(), supervise: false, snapshots: 0 };
   const $ = (id) => document.getElementById(id);
 
   function applySnapshot(snap) {
+    state.snapshots += 1;
     state.queues = new Map(snap.queues.map((q) => [q.queue, { figures: q.figures }]));
     state.agents = new Map(snap.agents.map((a) => [a.agent_id, { ...a }]));
     state.calls = new Map(snap.calls.map((c) => [c.call_id, { ...c }]));
