@@ -15,7 +15,7 @@ from . import effects, events, inputs
 from .call import AgentLeg, Call
 from .controller import RING_CAUSES, CallController, ControllerConfig, iso_utc, mask_number
 from .errors import CallError, CallUsageError, IllegalCallTransition
-from .phases import IN_FLOW, LIVE, TRANSITIONS, CallPhase, CallTrigger
+from .phases import IN_FLOW, LIVE, TALKING, TRANSITIONS, CallPhase, CallTrigger
 from .servicecode import ServiceCodes, speakable
 
 
@@ -42,6 +42,7 @@ __all__ = [
     "IN_FLOW",
     "LIVE",
     "RING_CAUSES",
+    "TALKING",
     "TRANSITIONS",
     "AgentLeg",
     "Call",

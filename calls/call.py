@@ -23,6 +23,35 @@ class AgentLeg:
 
 
 @dataclass(eq=False, slots=True)
+class Monitoring:
+    """A supervisor on a call (calls/floor.py)."""
+
+    supervisor: str  # agent id or SIP URI
+    agent_id: str | None  # the supervisor's agent id, when given one (None for a SIP URI)
+    leg: str  # the supervisor's leg
+    mode: str  # listen, whisper, barge
+    by: str  # who asked (CTI token name)
+    confirmed: bool = False  # 200 OK + ACK
+    media: bool = False  # audio flows
+    answered_at: float | None = None  # monotonic seconds, once it hears the call
+    made_not_ready: bool = False  # we set the supervisor not-ready (monitoring); restore after
+
+
+@dataclass(eq=False, slots=True)
+class Consultation:
+    """The colleague an agent consults (attended transfer, conference)."""
+
+    to: str  # what the agent asked for: agent id, queue, or SIP URI
+    target_agent: str | None  # the colleague's agent id (None for a SIP URI)
+    leg: str  # the colleague's leg
+    agent_leg: str  # the consulting agent's leg
+    agent_id: str | None  # the consulting agent
+    confirmed: bool = False
+    media: bool = False
+    made_not_ready: bool = False  # we set the colleague not-ready (consult); restore after
+
+
+@dataclass(eq=False, slots=True)
 class Call:
     """A call from offer to end: the caller's (or customer's) leg, the flow, the agent legs."""
 
@@ -67,3 +96,13 @@ class Call:
     ear: bool = False  # an ear (speech input) is open for the caller's leg
     end_cause: str | None = None  # decided before the leg ends (e.g. agent_hangup, transferred)
     deadline: float | None = None  # the call's own next deadline (its interpreter's), monotonic
+    # ---- the floor (calls/floor.py)
+    monitor: Monitoring | None = None  # a supervisor on the call
+    consult: Consultation | None = None  # a colleague being consulted (or in conference)
+    edges: set[tuple[str, str]] = field(default_factory=set)  # one-way audio (src, dst) the floor set up
+    mixes: set[tuple[str, str]] = field(default_factory=set)  # (src, into): mixed into into's recorders
+    mixed: list[dict[str, str | None]] = field(default_factory=list)  # sidecar: who was mixed in, when
+    disposition: str | None = None  # the agent's wrap-up code (agent.disposition)
+    handed_over: bool = False  # an attended transfer gave the call to a colleague the ACD did not route
+    handover_agent: str | None = None  # that colleague's agent id (not-ready "consult" until the end)
+    transfers: list[dict[str, str | None]] = field(default_factory=list)  # attended transfers made

@@ -30,6 +30,7 @@ from . import events as ev
 from . import inputs as inp
 from .call import AgentLeg, Call
 from .errors import CallUsageError, IllegalCallTransition
+from .floor import FloorMixin
 from .phases import IN_FLOW, LIVE, TRANSITIONS, CallPhase, CallTrigger
 from .servicecode import ServiceCodes, speakable
 
@@ -81,13 +82,16 @@ class ControllerConfig:
     max_utterance: float = 10.0  # seconds: the ear cuts an answer off here (flows read it)
     preferred_seconds: Mapping[str, float] = field(default_factory=dict)  # per queue: the last agent alone
     publish_stats_every: float = 0.0  # seconds between queue.stats events; 0 = never
+    dispositions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # per queue: wrap-up codes
+    default_dispositions: tuple[str, ...] = ()  # codes for calls whose queue has none (and click-to-dial)
 
 
 Work = Callable[[], None]
 
 
-class CallController:
-    """Every call of one server: phases, legs, recordings, the IVR and the ACD joined."""
+class CallController(FloorMixin):
+    """Every call of one server: phases, legs, recordings, the IVR and the ACD joined.
+    Supervisors, consultations and dispositions are in :class:`calls.floor.FloorMixin`."""
 
     def __init__(
         self,
@@ -124,6 +128,7 @@ class CallController:
         self._stats_publish_at: float | None = (
             now + config.publish_stats_every if config.publish_stats_every > 0 else None
         )
+        self._floor_init()
 
     # ================================================================ driving
     @property
@@ -491,7 +496,10 @@ class CallController:
             if isinstance(event, inp.LegEnded):
                 self._by_leg.pop(leg, None)
                 call.agent_leg = None
-                self._agent_left(call, event.code)
+                if not self._floor_agent_left(call, leg):
+                    self._agent_left(call, event.code)
+            return
+        if self._floor_leg_event(call, event):
             return
         rung = next((a for a in call.ringing.values() if a.leg == leg), None)
         if rung is None:
@@ -535,11 +543,12 @@ class CallController:
         """The agent talking to the caller hung up."""
         if call.phase not in (P.CONNECTED, P.ASSISTED):
             return
-        assert call.agent_id is not None
         if call.outbound:
             self._end_call(call, "agent_hangup", code)
             return
-        self._acd_safe(acd.events.AgentHungUp(call_id=call.call_id, agent_id=call.agent_id))
+        if not call.handed_over:  # after an attended transfer the ACD no longer has the call
+            assert call.agent_id is not None
+            self._acd_safe(acd.events.AgentHungUp(call_id=call.call_id, agent_id=call.agent_id))
         after = getattr(call.interp.node, "after_agent", None) if call.interp is not None else None
         if after is not None and call.phase is P.CONNECTED:
             # e.g. a post-call survey: the caller stays on the line
@@ -708,6 +717,7 @@ class CallController:
         caller_part, agent_part = parts / f"{name}-caller.wav", parts / f"{name}-agent.wav"
         call.recording = (caller_part, agent_part, self.config.recordings / f"{name}.wav")
         call.gaps = []
+        self._floor_recording_started(call)
         self._emit(
             fx.Record(
                 call_id=call.call_id,
@@ -739,6 +749,7 @@ class CallController:
                 "ivr_inputs": [dict(i) for i in interp.inputs] if interp is not None else [],
                 "channels": {"left": "caller", "right": "agent"},
                 "gaps": [dict(g) for g in call.gaps],  # recording pauses: {"from", "to"} ISO times
+                **self._floor_sidecar(call),  # "mixed": who else was on the agent channel, when
             }
             self._emit(
                 fx.MergeRecording(
@@ -1025,6 +1036,7 @@ class CallController:
         if call.phase not in LIVE:
             return
         cause = call.end_cause if call.end_cause and cause not in ("callback_requested",) else cause
+        self._floor_call_ending(call)
         now = self._now
         phase = call.phase
         keep = cause == "callback_requested"
@@ -1134,6 +1146,7 @@ class CallController:
             "survey": (dict(interp.survey) or None) if interp is not None else None,
             **({"outbound": True, "to": call.outbound_to} if call.outbound else {}),
             **({"callback": True} if call.life > 1 else {}),
+            **self._floor_summary(call),  # disposition_code (the agent's wrap-up code), transfers
         }
 
     def _shutdown(self) -> None:
@@ -1256,7 +1269,8 @@ class CallController:
                     if c.phase in IN_FLOW:
                         self._feed_variables(c, {"emergency": on})
             case _:
-                raise CallUsageError(f"not a call controller input: {event!r}", code="call.bad_input")
+                if not self._floor_command(event):
+                    raise CallUsageError(f"not a call controller input: {event!r}", code="call.bad_input")
 
     def _connected(self, call_id: str) -> Call:
         call = self.call(call_id)
@@ -1275,6 +1289,7 @@ class CallController:
         """Move a caller (talking, or waiting) to another queue, keeping the call up."""
         if call.phase is P.CONNECTED:
             assert call.agent_id is not None and call.agent_leg is not None
+            self._floor_agent_moved(call)
             self._finish_recordings(call)  # both recorders close first
             leg, call.agent_leg = call.agent_leg, None  # detached: its BYE is not the agent hanging up
             self._by_leg.pop(leg, None)
@@ -1339,6 +1354,7 @@ class CallController:
         call.assist = self._interpreter(call, flow, dict(caller) if isinstance(caller, Mapping) else None)
         self._move(call, T.ASSIST)
         self._emit(fx.Unbridge(a=call.leg, b=call.agent_leg))  # the agent hears nothing of it
+        self._sync_media(call)  # a supervisor hears nothing of it either
         self._publish(ev.AssistStarted(call_id=call.call_id, agent_id=call.agent_id or "", flow=flow.name))
         self._log(call, "assist_started", flow=flow.name)
         self._step(call, lambda i: i.start(self._now))
@@ -1362,6 +1378,7 @@ class CallController:
         self._move(call, T.ASSIST_DONE)
         assert call.agent_leg is not None
         self._emit(fx.Bridge(a=call.leg, b=call.agent_leg))
+        self._sync_media(call)
         self._publish(
             ev.AssistDone(
                 call_id=call.call_id,

@@ -50,6 +50,30 @@ class Unbridge:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Transmit:
+    """One direction only: ``src``'s audio is heard on ``dst`` (supervisor listen/whisper/barge)."""
+
+    src: str  # leg ids
+    dst: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopTransmit:
+    src: str  # leg ids: stop the one direction src -> dst (both legs stay up)
+    dst: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MixRecording:
+    """Mix ``src``'s audio into the recorders of ``into`` (a barging supervisor, a conferenced
+    colleague on the agent channel); also into recorders ``into`` gets later (a new segment)."""
+
+    src: str  # leg ids
+    into: str
+    on: bool  # false: stop mixing
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Hold:
     leg: str  # re-INVITE the far end with a=sendonly
 
@@ -215,6 +239,17 @@ class RecordContact:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Audit:
+    """Append a row to the hash-chained audit log (supervisor monitoring sessions)."""
+
+    action: str  # e.g. supervisor.monitor
+    who: str  # the CTI token's name that asked (never a secret)
+    what: str  # the subject: a call id
+    result: str  # started, changed, ended, failed
+    fields: Mapping[str, Any] = field(default_factory=dict)  # JSON values
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Log:
     call_id: str
     event: str  # the log event name
@@ -228,6 +263,9 @@ Effect = (
     | Dial
     | Bridge
     | Unbridge
+    | Transmit
+    | StopTransmit
+    | MixRecording
     | Hold
     | Retrieve
     | Transfer
@@ -250,5 +288,6 @@ Effect = (
     | SaveCallbacks
     | SaveIntervals
     | RecordContact
+    | Audit
     | Log
 )

@@ -117,3 +117,97 @@ class AssistDone:
     result: str  # how the flow ended: "flow_end", or "unsupported_step" (a queue/transfer node)
     variables: Mapping[str, Any]  # what the flow set (secure values are "****")
     inputs: tuple[Mapping[str, str], ...]  # every input in the flow (secure ones masked)
+
+
+# ------------------------------------------------------------------ the floor
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonitorStarted:
+    """The supervisor answered and hears the call (listen), coaches the agent (whisper) or
+    talks with both (barge)."""
+
+    wire: ClassVar[str] = "supervisor.monitor_started"
+    call_id: str
+    supervisor: str  # agent id or SIP URI
+    mode: str  # listen, whisper or barge
+    agent_id: str | None  # the agent on the call
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonitorChanged:
+    wire: ClassVar[str] = "supervisor.monitor_changed"
+    call_id: str
+    supervisor: str
+    mode: str  # the new mode
+    previous: str  # the mode before
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonitorEnded:
+    wire: ClassVar[str] = "supervisor.monitor_ended"
+    call_id: str
+    supervisor: str
+    reason: str  # stopped, supervisor_hangup, call_ended, agent_left, or the ring failure (busy, ...)
+    seconds: float  # from the supervisor answering to the end (0 if never answered)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsultStarted:
+    """The caller is on hold; the agent's colleague is being rung."""
+
+    wire: ClassVar[str] = "call.consult_started"
+    call_id: str
+    agent_id: str | None  # the agent consulting
+    to: str  # what the agent asked for: agent id, queue or SIP URI
+    target_agent: str | None  # the colleague's agent id (None for a SIP URI)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsultConnected:
+    wire: ClassVar[str] = "call.consult_connected"
+    call_id: str
+    agent_id: str | None
+    target_agent: str | None  # the colleague who answered (None for a SIP URI)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsultEnded:
+    """The consultation ended without a transfer; the agent has the caller back."""
+
+    wire: ClassVar[str] = "call.consult_ended"
+    call_id: str
+    agent_id: str | None
+    target_agent: str | None
+    reason: str  # cancelled, colleague_hangup, or the ring failure (no_answer, busy, ...)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConferenceStarted:
+    wire: ClassVar[str] = "call.conference_started"
+    call_id: str
+    agent_id: str | None
+    target_agent: str | None  # the third party (None for a SIP URI)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallTransferred:
+    """Attended transfer completed: the first agent left, the colleague has the caller."""
+
+    wire: ClassVar[str] = "call.transferred"
+    call_id: str
+    from_agent: str | None
+    to_agent: str | None  # None when the colleague was a SIP URI
+    to: str  # agent id, queue or SIP URI the agent consulted
+    kind: str  # "attended"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DispositionSet:
+    """An agent's wrap-up code for a call (agent.disposition); the last one set counts."""
+
+    wire: ClassVar[str] = "call.disposition"
+    call_id: str
+    agent_id: str
+    queue: str | None
+    code: str  # one of the queue's configured dispositions
+    note: str  # free text, "" for none
+    during: str  # "talk" or "wrap_up"

@@ -231,6 +231,67 @@ class SetEmergency:
     on: bool  # true: closed for an emergency (flows read it as `emergency`)
 
 
+# ---------------------------------------------------------- the floor (calls/floor.py)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Monitor:
+    """A supervisor listens to (whispers to, barges into) an agent's call: their phone is rung."""
+
+    call_id: str
+    supervisor: str  # an agent id (rung at its configured or login contact) or a SIP URI
+    mode: str  # listen, whisper or barge
+    by: str = ""  # who asked (the CTI token's name), for the audit log
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonitorMode:
+    call_id: str
+    mode: str  # listen, whisper or barge
+    by: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonitorStop:
+    call_id: str
+    by: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Consult:
+    """Attended transfer, first step: the caller is held, the agent calls ``to``."""
+
+    call_id: str
+    to: str  # an agent id, a queue name (an agent of it available now) or a SIP URI
+    agent_id: str | None = None  # the agent asking (checked against the call), None = any (control)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferComplete:
+    call_id: str  # the agent leaves; the caller talks to the consulted colleague
+    agent_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsultCancel:
+    call_id: str  # the colleague is dropped; the agent takes the caller back
+    agent_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Conference:
+    call_id: str  # caller, agent and the consulted colleague all hear each other
+    agent_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetDisposition:
+    """A wrap-up code for the agent's call, while talking or in wrap-up."""
+
+    agent_id: str
+    code: str  # one of the queue's `dispositions` (else [acd] dispositions)
+    call_id: str | None = None  # None: the agent's current call, else the one it wraps up
+    note: str = ""  # free text for the record (at most 500 characters)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PublishStats:
     """Time to publish queue.stats (every [stats] publish_every seconds)."""
@@ -268,4 +329,12 @@ Input = (
     | MakeCall
     | SetEmergency
     | PublishStats
+    | Monitor
+    | MonitorMode
+    | MonitorStop
+    | Consult
+    | TransferComplete
+    | ConsultCancel
+    | Conference
+    | SetDisposition
 )

@@ -16,6 +16,8 @@ class CallPhase(enum.StrEnum):
     QUEUED = "queued"  # waiting in an ACD queue (the flow plays hold prompts)
     CONNECTED = "connected"  # bridged to an agent (inbound, callback or click-to-dial)
     ASSISTED = "assisted"  # the agent handed the caller to a flow and waits on hold
+    CONSULTING = "consulting"  # the caller is on hold; the agent rings or talks to a colleague
+    CONFERENCE = "conference"  # caller, agent and the consulted colleague all hear each other
     VOICEMAIL = "voicemail"  # the ACD overflowed the caller to a voicemail box
     CALLBACK_PENDING = "callback_pending"  # the caller hung up; their callback keeps the place in line
     CALLBACK_RINGING = "callback_ringing"  # an agent is rung for a callback
@@ -33,6 +35,10 @@ class CallTrigger(enum.StrEnum):
     VOICEMAIL = "voicemail"  # the ACD overflowed the caller to voicemail
     ASSIST = "assist"  # the agent handed the caller to a flow
     ASSIST_DONE = "assist_done"  # the assist flow ended: the agent is back
+    CONSULT = "consult"  # the agent put the caller on hold and calls a colleague (attended transfer)
+    CONSULT_ENDED = "consult_ended"  # the consultation ended (cancelled, or the colleague left)
+    CONFERENCE = "conference"  # the agent joined caller and colleague: three-way
+    TRANSFERRED = "transferred"  # the agent left; the colleague talks to the caller now
     CALLBACK_KEPT = "callback_kept"  # the caller left with a callback in line
     AGENT_RUNG = "agent_rung"  # the ACD rings an agent for a pending callback
     RING_FAILED = "ring_failed"  # the callback's agent did not take it; the callback waits again
@@ -59,9 +65,17 @@ TRANSITIONS: dict[CallPhase, dict[CallTrigger, CallPhase]] = {
         T.ENQUEUED: P.QUEUED,
         T.BACK_TO_FLOW: P.IVR,
         T.ASSIST: P.ASSISTED,
+        T.CONSULT: P.CONSULTING,
         T.ENDED: P.ENDED,
     },
     P.ASSISTED: {T.ASSIST_DONE: P.CONNECTED, T.ENDED: P.ENDED},
+    P.CONSULTING: {
+        T.CONSULT_ENDED: P.CONNECTED,
+        T.CONFERENCE: P.CONFERENCE,
+        T.TRANSFERRED: P.CONNECTED,
+        T.ENDED: P.ENDED,
+    },
+    P.CONFERENCE: {T.CONSULT_ENDED: P.CONNECTED, T.TRANSFERRED: P.CONNECTED, T.ENDED: P.ENDED},
     P.VOICEMAIL: {T.ENDED: P.ENDED},
     P.CALLBACK_PENDING: {T.AGENT_RUNG: P.CALLBACK_RINGING, T.ENDED: P.ENDED},
     P.CALLBACK_RINGING: {
@@ -81,3 +95,6 @@ IN_FLOW = frozenset({P.IVR, P.QUEUED})
 
 #: Phases of a call that still has a caller (or a customer being reached) on a leg.
 LIVE = frozenset(set(P) - {P.ENDED, P.CALLBACK_PENDING})
+
+#: Phases in which an agent is on the call with the caller (talk time, monitoring, dispositions).
+TALKING = frozenset({P.CONNECTED, P.ASSISTED, P.CONSULTING, P.CONFERENCE})

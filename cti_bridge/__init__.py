@@ -17,10 +17,12 @@ from .server import (
     Control,
     CtiServer,
     EventBus,
+    HttpRoutes,
     RecordingResolver,
     SessionLimits,
     Sink,
     Token,
+    current_token,
 )
 
 
@@ -40,6 +42,7 @@ def build_cti(
     audit: AuditLog | None = None,
     limits: SessionLimits | None = None,
     ops: OpsEndpoints | None = None,
+    http_routes: Iterable[HttpRoutes] = (),
 ) -> CtiServer:
     """The one wiring point: the CTI protocol serving ``bus`` and running ``control``.
 
@@ -50,6 +53,7 @@ def build_cti(
       written to ``audit``.
     - ``limits``: idle-auth timeout, flood and slow-consumer bounds.
     - ``ops``: serve ``/metrics``, ``/health`` and ``/ready`` on the HTTP port too.
+    - ``http_routes``: functions that add routes to the HTTP port's aiohttp app (pages).
     """
     return CtiServer(
         bus,
@@ -66,6 +70,7 @@ def build_cti(
         audit=audit,
         limits=limits,
         http_starter=functools.partial(start_http, ops=ops),
+        http_routes=http_routes,
     )
 
 
@@ -87,6 +92,7 @@ __all__ = [
     "CtiError",
     "CtiServer",
     "EventBus",
+    "HttpRoutes",
     "MqttPublisher",
     "MqttSettings",
     "OpsEndpoints",
@@ -97,6 +103,7 @@ __all__ = [
     "Sink",
     "Token",
     "build_cti",
+    "current_token",
     "envelope",
     "event_data",
     "event_schema",

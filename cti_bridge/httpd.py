@@ -27,7 +27,7 @@ log = structlog.get_logger("cti")
 
 WS_MAX_MESSAGE = 4 * MAX_LINE_BYTES  # bigger frames end the WebSocket (close code 1009)
 CALL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # anything else cannot name a recording
-READ_SCOPES = frozenset({"read", "agent", "control", "admin"})  # every scope includes read
+READ_SCOPES = frozenset({"read", "agent", "supervise", "control", "admin"})  # every scope includes read
 
 
 class OpsEndpoints(Protocol):
@@ -60,6 +60,8 @@ async def start_http(
         app.router.add_get("/metrics", front.metrics)
         app.router.add_get("/health", front.health)
         app.router.add_get("/ready", front.ready)
+    for add_routes in server.http_routes:  # e.g. hotline's pages (hotline/web/)
+        add_routes(app)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=tls)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hmac
 import inspect
 import json
@@ -41,6 +42,8 @@ RecordingResolver = Callable[[str], "Path | Awaitable[Path | None] | None"]
 #: Serves the HTTP port of a server (cti_bridge.httpd.start_http, given by build_cti):
 #: (server, host, port, tls) -> (a runner to ``cleanup()``, the bound port).
 HttpStarter = Callable[["CtiServer", str, int, "ssl.SSLContext | None"], Awaitable[tuple[Any, int]]]
+#: Adds routes to the HTTP port's aiohttp application (e.g. hotline's /agent and /wallboard pages).
+HttpRoutes = Callable[[Any], None]
 
 MAX_QUEUED_LINES = 10_000  # per client; a client that falls further behind is disconnected
 PURGE_INTERVAL = 60.0  # seconds between outbox retention runs
@@ -155,7 +158,7 @@ class EventBus:
 class Token:
     name: str  # who holds it; logged instead of the secret
     secret: str
-    scopes: frozenset[str] = frozenset({"read"})  # read, agent, control, admin
+    scopes: frozenset[str] = frozenset({"read"})  # read, agent, supervise, control, admin
     agent: str | None = None  # with scope "agent": the only agent these commands may act for
 
     def allows(self, cmd: str, args: dict[str, Any]) -> bool:
@@ -163,7 +166,9 @@ class Token:
             return True
         need = COMMAND_SCOPES.get(cmd, "control")
         if need == "read":
-            return bool(self.scopes & {"read", "agent", "control"})
+            return bool(self.scopes & {"read", "agent", "supervise", "control"})
+        if need == "supervise":  # monitoring calls: only tokens given it (admin includes it)
+            return "supervise" in self.scopes
         if need == "agent":
             if "control" in self.scopes:
                 return True
@@ -173,17 +178,36 @@ class Token:
         return False
 
 
-SCOPES = ("read", "agent", "control", "admin")
-#: the scope each command needs; "agent" commands also pass with control (any agent)
+SCOPES = ("read", "agent", "supervise", "control", "admin")
+#: the scope each command needs; "agent" commands also pass with control (any agent). An
+#: agent token runs the call commands below for its own calls (it passes `agent`; the
+#: server checks the call is that agent's).
 COMMAND_SCOPES: dict[str, str] = {
     "subscribe": "read",
     "ping": "read",
+    "floor.snapshot": "read",
     "agent.login": "agent",
     "agent.ready": "agent",
     "agent.not_ready": "agent",
     "agent.logout": "agent",
     "agent.end_wrap_up": "agent",
+    "agent.disposition": "agent",
+    "call.hold": "agent",
+    "call.retrieve": "agent",
+    "call.hangup": "agent",
+    "call.transfer": "agent",
+    "call.consult": "agent",
+    "call.consult_cancel": "agent",
+    "call.conference": "agent",
+    "call.transfer_complete": "agent",
+    "call.assist": "agent",
+    "call.monitor": "supervise",
+    "call.monitor_mode": "supervise",
+    "call.monitor_stop": "supervise",
 }
+
+#: The token of the session whose command is running (for audit rows: who asked).
+current_token: contextvars.ContextVar[Token | None] = contextvars.ContextVar("current_token", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +345,7 @@ class CtiServer:
         audit: AuditLog | None = None,
         limits: SessionLimits | None = None,
         http_starter: HttpStarter | None = None,
+        http_routes: Iterable[HttpRoutes] = (),
     ) -> None:
         if tls is not None and tls_port is None:
             raise ValueError("a TLS context needs a tls_port to listen on")
@@ -336,6 +361,7 @@ class CtiServer:
         self.audit = audit  # where recording downloads are recorded
         self.limits = limits or SessionLimits()
         self._http_starter = http_starter
+        self.http_routes = tuple(http_routes)  # more routes on the HTTP port (pages)
         self._servers: list[asyncio.Server] = []
         self._http: Any = None  # the aiohttp runner, when serving HTTP
         self._tasks: set[asyncio.Task[None]] = set()
@@ -541,7 +567,15 @@ class CtiServer:
             rid = request.id
             if request.cmd == "auth":
                 self._auth(client, request.args)
-                client.send(ok_reply(rid, protocol=PROTOCOL_VERSION))
+                token = client.token
+                assert token is not None
+                # who you are: pages show the agent's own controls or the supervisor's buttons
+                client.send(
+                    ok_reply(
+                        rid, protocol=PROTOCOL_VERSION, name=token.name, scopes=sorted(token.scopes),
+                        agent=token.agent,
+                    )
+                )  # fmt: skip
                 return
             if client.token is None:
                 raise CtiError(
@@ -561,6 +595,7 @@ class CtiServer:
             if request.cmd == "ping":
                 client.send(ok_reply(rid, seq=self.bus.seq))
                 return
+            current_token.set(client.token)  # this session's task only
             result = await self.control(request.cmd, request.args)
             self.bus.flush()  # the events a command caused go out before its reply
             client.send(ok_reply(rid, **result))

@@ -31,7 +31,7 @@ from calls import effects as fx
 from calls import inputs as inp
 from telephony import events as tev
 
-from . import edge, ops, outbound, profiles, proxy, reload, retention, trunks
+from . import edge, ops, outbound, profiles, proxy, reload, retention, trunks, web
 from .commands import Commands
 from .config import Config
 from .flowset import agent_specs, known_skills, load_flows, prompt_ids, queue_specs
@@ -108,6 +108,8 @@ class Server:
                 max_utterance=config.speech.max_utterance,
                 preferred_seconds={q.name: q.preferred_seconds for q in config.acd.queues},
                 publish_stats_every=st.publish_every,
+                dispositions={q.name: q.dispositions for q in config.acd.queues},
+                default_dispositions=config.acd.dispositions,
             ),
             self.router,
             stats,
@@ -213,6 +215,7 @@ class Server:
             audit=self.audit,
             limits=cti_bridge.SessionLimits(auth_timeout=c.auth_timeout),
             ops=self.ops,
+            http_routes=(web.add_routes,),  # /agent, /wallboard (hotline/web/)
         )
         self.mqtt: cti_bridge.MqttPublisher | None = None
         if config.mqtt is not None and self.bus.outbox is not None:
@@ -482,6 +485,14 @@ class Server:
                 ep.bridge(a, b)
             case fx.Unbridge(a=a, b=b):
                 ep.unbridge(a, b)
+            case fx.Transmit(src=src, dst=dst):
+                ep.transmit(src, dst)
+            case fx.StopTransmit(src=src, dst=dst):
+                ep.stop_transmit(src, dst)
+            case fx.MixRecording(src=src, into=into, on=on):
+                ep.mix_recording(src, into, on)
+            case fx.Audit(action=action, who=who, what=what, result=result, fields=fields):
+                self.audit.audit(action, who=who, what=what, result=result, **fields)
             case fx.Hold(leg=leg):
                 ep.hold(leg)
             case fx.Retrieve(leg=leg):

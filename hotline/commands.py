@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from collections.abc import Awaitable
+from typing import Any
 
 import acd
 import calls
@@ -19,24 +19,8 @@ import telephony
 from calls import inputs as inp
 
 from . import outbound, reload
-
-
-class Target(Protocol):
-    """What the commands need of the server (hotline.app.Server)."""
-
-    @property
-    def router(self) -> acd.Router: ...
-    @property
-    def controller(self) -> calls.CallController: ...
-    @property
-    def outbound(self) -> outbound.OutboundGuard: ...
-    @property
-    def watcher(self) -> reload.FlowWatcher: ...
-
-    def command(self, event: inp.Input) -> None: ...
-
-
-Handler = Callable[[dict[str, Any]], dict[str, Any] | Awaitable[dict[str, Any]]]
+from .command_target import Handler, Target
+from .floor_commands import FloorCommands
 
 
 def _int(args: dict[str, Any], key: str, default: int | None = None, what: str = "") -> int:
@@ -80,6 +64,9 @@ class Commands:
             "flow.reload": self.reload,
             "flow.emergency": self.emergency,
         }
+        self.handlers.update(
+            FloorCommands(server, dict(self.handlers)).handlers()
+        )  # hotline/floor_commands.py
 
     async def __call__(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
         handler = self.handlers.get(cmd)

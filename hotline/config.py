@@ -57,7 +57,7 @@ class SipConfig:
 class TokenConfig:
     name: str  # who holds the token; logged instead of the secret
     secret: str
-    scopes: tuple[str, ...] = ("read",)  # read (subscribe), agent (own agent), control (all), admin
+    scopes: tuple[str, ...] = ("read",)  # read, agent (own agent), supervise (monitoring), control, admin
     agent: str = ""  # with scope "agent": the agent id this token may act for
 
 
@@ -280,6 +280,7 @@ class QueueConfig:
     callback_max_attempts: int = 3  # attempts before a callback is given up
     default_aht: float = 180.0  # seconds: the handle time EWT assumes before any call was handled
     preferred_seconds: float = 0.0  # seconds a returning caller's last agent is tried alone (0 = off)
+    dispositions: tuple[str, ...] = ()  # wrap-up codes for this queue; () = [acd] dispositions
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +301,9 @@ class AgentConfig:
 class AcdConfig:
     queues: tuple[QueueConfig, ...] = ()
     agents: tuple[AgentConfig, ...] = ()
+    dispositions: tuple[str, ...] = ()  # wrap-up codes for queues without their own (and click-to-dial)
+    # the not-ready reasons the /agent page offers
+    not_ready_reasons: tuple[str, ...] = ("break", "lunch", "meeting", "training", "coaching")
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,6 +497,10 @@ def _problems(config: Config, where: str, failed: set[str]) -> list[str]:
                 out.append(f"{where}: queue {q.name}: {label} callback queue '{flow.target}' is not a queue")
             elif flow.kind == "queue" and flow.target not in queues:
                 out.append(f"{where}: queue {q.name}: {label} target '{flow.target}' is not a queue")
+    for q in config.acd.queues if acd_ok else ():
+        for code in [*q.dispositions, *config.acd.dispositions]:
+            if not code or not all(ch.isalnum() or ch in "_-" for ch in code):
+                out.append(f"{where}: queue {q.name}: disposition '{code}' must be letters, digits, _ or -")
     ids = [a.id for a in config.acd.agents]
     if acd_ok and len(set(ids)) != len(ids):
         out.append(f"{where}: two [[acd.agents]] share an id")
@@ -534,11 +542,11 @@ def _problems(config: Config, where: str, failed: set[str]) -> list[str]:
         if config.cti.caller_mask not in ("none", "last4", "all"):
             out.append(f"{where}: cti.caller_mask must be none, last4 or all")
         for token in config.cti.tokens:
-            bad = set(token.scopes) - {"read", "agent", "control", "admin"}
+            bad = set(token.scopes) - {"read", "agent", "supervise", "control", "admin"}
             if bad:
                 out.append(
                     f"{where}: cti token {token.name}: unknown scope(s) {sorted(bad)}; "
-                    "use read, agent, control, admin"
+                    "use read, agent, supervise, control, admin"
                 )
             if "agent" in token.scopes and not token.agent:
                 out.append(f'{where}: cti token {token.name}: scope agent needs `agent = "<agent id>"`')

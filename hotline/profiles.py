@@ -247,6 +247,7 @@ def caller_variables(
         "known": profile is not None,
         "source": p.get("source", ""),  # "db", "http" or "" (unknown caller)
         **{k: p.get(k, v) for k, v in PROFILE_DEFAULTS.items()},
+        **({"sentiment": p["sentiment"]} if p.get("sentiment") else {}),  # a CRM's, when it has one
         "recent": [c.as_variable(now_wall) for c in recent],
         "contacts_recent": len(recent),
         "returning": offer is not None,
@@ -467,6 +468,9 @@ class ProfileStore:
             else:
                 values.update(ok)
         values.pop("notes", None)
+        sentiment = body.get("sentiment")  # the CRM's last sentiment for the caller, shown to agents
+        if isinstance(sentiment, str) and 0 < len(sentiment.strip()) <= 32:
+            values["sentiment"] = sentiment.strip()
         return {**PROFILE_DEFAULTS, **values, "source": "http"}
 
     async def record_contact(

@@ -21,7 +21,7 @@ log = structlog.get_logger("hotline")
 class Speaker(Protocol):
     failure_tone: Path
 
-    async def speak(self, text: str, language: str = "") -> Path: ...
+    async def speak(self, text: str, language: str = "", rate: int = 0) -> Path: ...
 
 
 class PromptResolver:
@@ -46,14 +46,16 @@ class PromptResolver:
         return self._paths[key]
 
     async def resolve(self, prompt: ivr.Prompt, language: str = "") -> tuple[Path, str]:
-        """The WAV to play and where it came from: "recorded", "tts" or "tone"."""
-        path = self.recorded(prompt, language)
+        """The WAV to play and where it came from: "recorded", "tts" or "tone". A prompt with a
+        ``rate`` (slower speech for assisted callers) and a text is spoken at that rate even when
+        a recording exists: a recording cannot be slowed down without distorting it."""
+        path = None if prompt.rate and prompt.text else self.recorded(prompt, language)
         if path is not None:
             self.sources["recorded"] += 1
             return path, "recorded"
         assert self.tts is not None, "a resolver without a TTS only looks up recorded prompts"
         if prompt.text:
-            wav = await self.tts.speak(prompt.text, language)
+            wav = await self.tts.speak(prompt.text, language, prompt.rate)
             source = "tone" if wav == self.tts.failure_tone else "tts"
             self.sources[source] += 1
             return wav, source

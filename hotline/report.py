@@ -76,6 +76,46 @@ def rows(db: str, *, since: float, until: float, queue: str | None) -> list[dict
         con.close()
 
 
+def _iso(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def dispositions(db: str, *, since: float, until: float, queue: str | None) -> list[tuple[str, str, int]]:
+    """(queue, wrap-up code, calls) for the calls that started in the range and got a code."""
+    con = connect_ro(db)
+    try:
+        cur = con.execute(
+            "SELECT COALESCE(queue, ''), disposition, COUNT(*) FROM calls "
+            "WHERE disposition IS NOT NULL AND started_at >= ? AND started_at < ? "
+            "AND (? IS NULL OR queue = ?) GROUP BY 1, 2 ORDER BY 1, 2",
+            (_iso(since), _iso(until), queue, queue),
+        )
+        return [(str(q), str(d), int(n)) for q, d, n in cur.fetchall()]
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc) or "no such column" in str(exc):
+            return []  # no call (or no disposition) recorded yet
+        raise ReportError(f"cannot read {db}: {exc}") from None
+    finally:
+        con.close()
+
+
+def write_dispositions(out: TextIO, data: list[tuple[str, str, int]], *, as_csv: bool) -> None:
+    if as_csv:
+        w = csv.writer(out)
+        w.writerow(["queue", "disposition", "calls"])
+        w.writerows(data)
+        return
+    out.write("\nwrap-up codes (agent.disposition), by queue:\n")
+    if not data:
+        out.write("(no call in that range has one)\n")
+        return
+    wq = max(5, *(len(q) for q, _, _ in data))
+    wd = max(11, *(len(d) for _, d, _ in data))
+    out.write(f"{'queue'.rjust(wq)}  {'disposition'.rjust(wd)}  calls\n")
+    for q, d, n in data:
+        out.write(f"{(q or '-').rjust(wq)}  {d.rjust(wd)}  {str(n).rjust(5)}\n")
+
+
 def _fmt(key: str, value: Any) -> str:
     if value is None:
         return "-"
@@ -177,6 +217,11 @@ def main(argv: list[str]) -> int:
     )
     ap.add_argument("--follow", action="store_true", help="with --queue-log: keep writing new events")
     ap.add_argument("--output", default=None, help="with --queue-log: append to this file instead of stdout")
+    ap.add_argument(
+        "--dispositions",
+        action="store_true",
+        help="only the agents' wrap-up codes per queue (calls that started in the range)",
+    )
     args = ap.parse_args(argv)
     if (args.follow or args.output) and not args.queue_log:
         ap.error("--follow and --output go with --queue-log")
@@ -190,11 +235,17 @@ def main(argv: list[str]) -> int:
         db = str(config.path(config.storage.database))
         if args.queue_log:
             return _queue_log(db, args, since, until)
+        codes = dispositions(db, since=since, until=until, queue=args.queue)
+        if args.dispositions:
+            write_dispositions(sys.stdout, codes, as_csv=args.csv)
+            return 0
         data = rows(db, since=since, until=until, queue=args.queue)
     except ReportError as exc:
         print(f"hotline report: {exc}", file=sys.stderr)
         return 2
     write(sys.stdout, data, as_csv=args.csv)
+    if not args.csv:  # the CSV stays one table; --dispositions --csv gives the codes
+        write_dispositions(sys.stdout, codes, as_csv=False)
     return 0
 
 

@@ -35,7 +35,9 @@ CREATE TABLE IF NOT EXISTS calls (
     recording_path   TEXT,
     recording_sha256 TEXT,
     survey           TEXT,               -- JSON: question -> score 1-5
-    service_code     TEXT                -- the speakable code callers and agents quote
+    service_code     TEXT,               -- the speakable code callers and agents quote
+    disposition      TEXT,               -- the agent's wrap-up code (agent.disposition)
+    disposition_note TEXT                -- the agent's note with it
 );
 """
 
@@ -64,7 +66,12 @@ CREATE TABLE IF NOT EXISTS pending_callbacks (
 """
 
 # columns added after a database was first created: (name, SQL type)
-MIGRATIONS = [("survey", "TEXT"), ("service_code", "TEXT")]
+MIGRATIONS = [
+    ("survey", "TEXT"),
+    ("service_code", "TEXT"),
+    ("disposition", "TEXT"),
+    ("disposition_note", "TEXT"),
+]
 
 COLUMNS = {
     "sip_call_id",
@@ -88,6 +95,8 @@ COLUMNS = {
     "recording_sha256",
     "survey",
     "service_code",
+    "disposition",
+    "disposition_note",
 }
 
 

@@ -58,11 +58,15 @@ VALIDATORS: dict[str, Callable[[str], bool]] = {
 }
 
 
+MIN_RATE, MAX_RATE = 60, 400  # TTS words per minute a prompt (or a call's `tts_rate`) may ask for
+
+
 @dataclass(frozen=True, slots=True)
 class Prompt:
     id: str | None  # WAV file name (without .wav) looked up in the prompt directories
     text: str | None  # what the TTS fallback says when no WAV exists; may hold {expressions}
     texts: tuple[tuple[str, str], ...] = ()  # (language, text) when the text differs per language
+    rate: int = 0  # TTS words per minute for this prompt; 0 = the call's `tts_rate`, else [prompts] tts_rate
 
     def text_for(self, language: str) -> str | None:
         for lang, text in self.texts:
@@ -582,14 +586,27 @@ class _Reader:
         fields = self.mapping(node, what)
         if fields is None:
             return None
-        unknown = set(fields) - {"id", "text"}
+        unknown = set(fields) - {"id", "text", "rate"}
         for key in sorted(unknown):
             self.error(
                 fields[key][0],
                 "flow.unknown_field",
                 f"{what} has no field '{key}'",
-                "a prompt has `id` and `text`",
+                "a prompt has `id`, `text` and `rate`",
             )
+        rate = 0
+        if "rate" in fields:
+            rnode = fields["rate"][1]
+            raw = rnode.value if isinstance(rnode, yaml.ScalarNode) else None
+            if raw is None or not str(raw).isdigit() or not MIN_RATE <= int(raw) <= MAX_RATE:
+                self.error(
+                    rnode,
+                    "flow.bad_value",
+                    f"{what} rate must be words per minute from {MIN_RATE} to {MAX_RATE}",
+                    "e.g. rate: 120 for a slow, clear voice ([prompts] tts_rate is the default)",
+                )
+            else:
+                rate = int(raw)
         pid = self.scalar(fields["id"][1], f"{what} id") if "id" in fields else None
         text: str | None = None
         texts: list[tuple[str, str]] = []
@@ -613,7 +630,7 @@ class _Reader:
                 "give a WAV id, a text, or both",
             )
             return None
-        found = Prompt(id=pid, text=text, texts=tuple(texts))
+        found = Prompt(id=pid, text=text, texts=tuple(texts), rate=rate)
         self.prompts.append((found, self.loc(node)))
         return found
 

@@ -21,6 +21,8 @@ from .flow import (
     DEFAULT_CALLBACK_PROMPT,
     DEFAULT_POSITION_PROMPT,
     MAX_FAILURES,
+    MAX_RATE,
+    MIN_RATE,
     VALIDATORS,
     BranchNode,
     CollectNode,
@@ -310,6 +312,28 @@ def _merge(target: dict[str, Any], key: str, value: Any) -> None:
         target[key] = value
 
 
+#: how many of the caller's recent contacts the screen-pop carries
+POP_RECENT = 5
+
+
+def _profile_pop(caller: Mapping[str, Any]) -> dict[str, Any]:
+    """The caller's profile as the agent sees it in every screen-pop (docs/flows.md)."""
+    recent = caller.get("recent")
+    pop: dict[str, Any] = {
+        "known": bool(caller.get("known")),
+        "tier": caller.get("tier"),
+        "name": caller.get("name") or "",
+        "assisted": bool(caller.get("assisted")),
+        "priority_human": bool(caller.get("priority_human")),
+        "language": caller.get("language") or "",
+        "recent": [dict(r) for r in recent[:POP_RECENT]] if isinstance(recent, list) else [],
+    }
+    sentiment = caller.get("sentiment")
+    if sentiment:  # only when a profile source knows one (a CRM's `sentiment`)
+        pop["last_sentiment"] = sentiment
+    return pop
+
+
 class CallInterpreter:
     """One call's walk through one flow version (a reload never changes it)."""
 
@@ -489,12 +513,17 @@ class CallInterpreter:
         self._playing = self._token
         out.append(
             PlayPrompt(
-                prompt=Prompt(id=prompt.id, text=text),
+                prompt=Prompt(id=prompt.id, text=text, rate=prompt.rate or self._call_rate()),
                 token=self._token,
                 interruptible=interruptible,
                 language=lang,
             )
         )
+
+    def _call_rate(self) -> int:
+        """The call's TTS rate: the variable `tts_rate` (words per minute), if a flow set one."""
+        rate = ex._number(self.variables.get("tts_rate"))
+        return int(rate) if rate is not None and MIN_RATE <= rate <= MAX_RATE else 0
 
     def _resume(self, out: list[Output]) -> None:
         if self._paused:
@@ -676,6 +705,8 @@ class CallInterpreter:
             data["escalation"] = self.escalation
         if self.interrupt is not None:
             data["interrupt"] = dict(self.interrupt)
+        if isinstance(caller, Mapping) and "tier" in caller:  # a looked-up profile: always shown
+            data.setdefault("profile", _profile_pop(caller))
         return data
 
     def _enqueue(self, node: QueueNode, now: float, out: list[Output]) -> None:

@@ -157,6 +157,12 @@ def json_schema() -> dict[str, Any]:
                                 {"type": "object", "additionalProperties": {"type": "string"}},
                             ]
                         },
+                        "rate": {
+                            "type": "integer",
+                            "minimum": 60,
+                            "maximum": 400,
+                            "description": "TTS words per minute (slower for assisted callers)",
+                        },
                     },
                     "anyOf": [{"required": ["id"]}, {"required": ["text"]}],
                     "additionalProperties": False,

@@ -196,7 +196,7 @@ class _Call(pj.Call):  # type: ignore[misc]
 class _Leg:
     """Our bookkeeping for one pjsua2 call: the call and the media attached to it."""
 
-    __slots__ = ("call", "ear", "paused", "player", "player_token", "recorders")
+    __slots__ = ("call", "ear", "mixed", "paused", "player", "player_token", "recorders")
 
     def __init__(self, call: _Call) -> None:
         self.call = call
@@ -205,6 +205,7 @@ class _Leg:
         self.recorders: list[pj.AudioMediaRecorder] = []  # fed by this leg's audio
         self.ear: pj.AudioMediaRecorder | None = None  # the speech recognizer's tap (tmpfs file)
         self.paused = False
+        self.mixed: list[str] = []  # other legs whose audio also feeds this leg's recorders
 
 
 class Endpoint:
@@ -434,6 +435,9 @@ class Endpoint:
             leg.player = None
             leg.ear = None
             leg.recorders.clear()
+        for other in self._legs.values():  # its port left the bridge with it
+            if leg_id in other.mixed:
+                other.mixed.remove(leg_id)
 
     def _new_leg_id(self) -> str:
         return f"leg{next(self._ids)}"
@@ -569,6 +573,49 @@ class Endpoint:
         ma.stopTransmit(mb)
         mb.stopTransmit(ma)
 
+    def transmit(self, src: str, dst: str) -> None:
+        """One direction only: ``src``'s audio is heard on ``dst`` (a supervisor listening,
+        whispering or barging). A port may feed many; the bridge mixes what a port hears."""
+        self._leg(src).call.getAudioMedia(-1).startTransmit(self._leg(dst).call.getAudioMedia(-1))
+
+    def stop_transmit(self, src: str, dst: str) -> None:
+        """Stop the one direction ``src`` -> ``dst``; harmless if either leg is gone."""
+        a, b = self._legs.get(src), self._legs.get(dst)
+        if a is None or b is None or a.call.ended or b.call.ended:
+            return
+        a.call.getAudioMedia(-1).stopTransmit(b.call.getAudioMedia(-1))
+
+    def mix_recording(self, src: str, into: str, on: bool) -> None:
+        """Mix ``src``'s audio into ``into``'s recorders (and those it gets later), or stop:
+        a barging supervisor or a conferenced colleague on the agent channel."""
+        target = self._leg(into)
+        if on:
+            source = self._leg(src)
+            if src in target.mixed:
+                return
+            target.mixed.append(src)
+            if not target.paused:
+                media = source.call.getAudioMedia(-1)
+                for rec in target.recorders:
+                    media.startTransmit(rec)
+            return
+        if src not in target.mixed:
+            return
+        target.mixed.remove(src)
+        gone = self._legs.get(src)
+        if gone is not None and not gone.call.ended and not target.paused:
+            media = gone.call.getAudioMedia(-1)
+            for rec in target.recorders:
+                media.stopTransmit(rec)
+
+    def _mix_sources(self, leg: _Leg) -> list[pj.AudioMedia]:
+        out = []
+        for src in leg.mixed:
+            other = self._legs.get(src)
+            if other is not None and not other.call.ended:
+                out.append(other.call.getAudioMedia(-1))
+        return out
+
     def record(self, sources: list[tuple[str, Path]], *, paused: bool = False) -> None:
         """Start one mono recorder per (leg, file). Recorders created in one call start
         on the same bridge tick, so the files line up sample for sample. ``paused``: the
@@ -583,6 +630,8 @@ class Endpoint:
         for leg, rec, media in made:
             if not paused:
                 media.startTransmit(rec)
+                for mixed in self._mix_sources(leg):
+                    mixed.startTransmit(rec)
             leg.recorders.append(rec)
             leg.paused = paused
 
@@ -608,9 +657,9 @@ class Endpoint:
         leg = self._legs.get(leg_id)
         if leg is None or leg.paused == paused or not leg.recorders:
             return
-        media = leg.call.getAudioMedia(-1)
-        for rec in leg.recorders:
-            (media.stopTransmit if paused else media.startTransmit)(rec)
+        for media in [leg.call.getAudioMedia(-1), *self._mix_sources(leg)]:
+            for rec in leg.recorders:
+                (media.stopTransmit if paused else media.startTransmit)(rec)
         leg.paused = paused
 
     def stop_recording(self, leg_id: str) -> None:

@@ -165,25 +165,27 @@ class Synthesizer:
             return self.voice
         return language
 
-    def cached(self, text: str, language: str = "") -> Path:
-        """Where the WAV for ``text`` in ``language`` is (or will be) cached."""
-        key = cache_key(text, self.voice_for(language), self.rate, self.clock_rate)
+    def cached(self, text: str, language: str = "", rate: int = 0) -> Path:
+        """Where the WAV for ``text`` in ``language`` (at ``rate`` words per minute, 0 = the
+        configured rate) is (or will be) cached."""
+        key = cache_key(text, self.voice_for(language), rate or self.rate, self.clock_rate)
         return self.cache_dir / f"{key}.wav"
 
-    async def speak(self, text: str, language: str = "") -> Path:
-        """The WAV for ``text`` in ``language``; on any failure, the failure tone (and the
-        text is logged). Never raises, so a call always has something to play."""
-        path = self.cached(text, language)
+    async def speak(self, text: str, language: str = "", rate: int = 0) -> Path:
+        """The WAV for ``text`` in ``language`` at ``rate`` words per minute (0: the configured
+        rate; slower for assisted callers); on any failure, the failure tone (and the text is
+        logged). Never raises, so a call always has something to play."""
+        path = self.cached(text, language, rate)
         if path.exists():
             return path
         pending = self._pending.get(str(path))
         if pending is None:
-            pending = asyncio.ensure_future(self._render(text, language, path))
+            pending = asyncio.ensure_future(self._render(text, language, path, rate or self.rate))
             self._pending[str(path)] = pending
             pending.add_done_callback(lambda _f: self._pending.pop(str(path), None))
         return await asyncio.shield(pending)
 
-    async def _render(self, text: str, language: str, path: Path) -> Path:
+    async def _render(self, text: str, language: str, path: Path, rate: int) -> Path:
         voice = self.voice_for(language)
         if self._pool is None:
             self.start()
@@ -191,7 +193,7 @@ class Synthesizer:
         loop = asyncio.get_running_loop()
         try:
             fut = loop.run_in_executor(
-                self._pool, _render, text, voice, self.rate, self.clock_rate, str(path)
+                self._pool, _render, text, voice, rate, self.clock_rate, str(path)
             )
             await asyncio.wait_for(fut, RENDER_TIMEOUT)
             return path

@@ -136,6 +136,8 @@ class HotlineProcess:
             {"name": "sales", "skills": ["sales"], "ring_timeout": 6, "wrap_up": 1},
             {"name": "support", "skills": ["support"], "ring_timeout": 6, "wrap_up": 1},
             {"name": "operator", "skills": [], "ring_timeout": 6, "wrap_up": 1},
+            # the shipped main flow sends assisted and priority callers here
+            {"name": "care", "skills": ["certified"], "ring_timeout": 6, "wrap_up": 1},
         ]
     )
     flows_dir: Any = None  # default: the shipped flows/

@@ -396,6 +396,34 @@ def wav_rms(path: Path, start: float = 0.0, seconds: float | None = None) -> flo
     return math.sqrt(sum(s * s for s in samples) / len(samples)) / 32768
 
 
+def tone_level(path: Path, freq: float, start: float = 0.0, seconds: float | None = None) -> float:
+    """The amplitude (0..1) of one frequency in a 16-bit WAV (first channel; the right one of a
+    stereo file with :func:`tone_level_right`): the median over 40 ms frames of a single-bin DFT,
+    so a tone at that frequency stands out from speech and from tones at other frequencies."""
+    return _tone_level(path, freq, start, seconds, 0)
+
+
+def tone_level_right(path: Path, freq: float, start: float = 0.0, seconds: float | None = None) -> float:
+    return _tone_level(path, freq, start, seconds, 1)
+
+
+def _tone_level(path: Path, freq: float, start: float, seconds: float | None, channel: int) -> float:
+    import numpy as np
+
+    with wave.open(str(path), "rb") as wav:
+        rate, channels = wav.getframerate(), wav.getnchannels()
+        wav.setpos(min(wav.getnframes(), int(max(0.0, start) * rate)))
+        frames = wav.readframes(wav.getnframes() if seconds is None else int(seconds * rate))
+    x = np.frombuffer(frames, dtype="<i2").astype(np.float64)[channel::channels] / 32768.0
+    size = int(0.04 * rate)  # 40 ms frames: a jitter buffer's dropped or repeated frame breaks no more
+    count = len(x) // size
+    if count == 0:
+        return 0.0
+    frames2 = x[: count * size].reshape(count, size)
+    probe = np.exp(-2j * np.pi * freq * np.arange(size) / rate)
+    return float(np.median(2.0 * np.abs(frames2 @ probe) / size))
+
+
 # --------------------------------------------------------------------------
 # processes
 

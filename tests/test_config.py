@@ -18,7 +18,7 @@ def test_shipped_config_loads_with_documented_keys() -> None:
     assert config.cti.port == 7011
     assert config.path(config.storage.database) == ROOT / "hotline.db"
     assert config.path(config.recordings.directory) == ROOT / "recordings"
-    assert {q.name for q in config.acd.queues} == {"sales", "support", "operator"}
+    assert {q.name for q in config.acd.queues} == {"sales", "support", "operator", "care"}
     text = (ROOT / "config.toml").read_text()
     assert config.proxy is not None and config.proxy.managed  # the shipped setup registers softphones
     sections = ("server", "sip", "cti", "storage", "recordings", "flows", "prompts", "stats", "http", "proxy")

@@ -141,7 +141,9 @@ async def test_each_transport_carries_the_same_session(server: Any, transport: s
     server.bus.flush()
     c = await connect(server, transport)
     reply = await c.request("auth", token="desk-secret")
-    assert reply == {"id": 1, "ok": True, "protocol": 1}
+    assert {k: reply[k] for k in ("id", "ok", "protocol", "name")} == {
+        "id": 1, "ok": True, "protocol": 1, "name": "desk",
+    }  # fmt: skip
     reply = await c.request("subscribe", events=["call.*"], since=2)
     assert reply == {"id": 2, "ok": True, "seq": 5, "replay_from": 3}
     await c.wait_for(lambda: len(c.events) == 3, 5, "the replay")

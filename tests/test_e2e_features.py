@@ -262,6 +262,7 @@ async def test_a_returning_caller_gets_the_agent_who_served_them(tmp_path: Path)
             {"name": "sales", "skills": ["sales"], "wrap_up": 0, "preferred_seconds": 20},
             {"name": "support"},
             {"name": "operator"},
+            {"name": "care", "skills": ["certified"]},  # the shipped main flow's
         ],
     ).start()
     client = await CtiClient.session(server)

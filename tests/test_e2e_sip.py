@@ -116,7 +116,8 @@ async def test_call_reaches_agent_with_events_recording_and_record(cti: Any, tmp
     )
     assert by_name["call.queued"]["data"]["queue"] == "sales"
     offered = by_name["agent.offered"]["data"]
-    assert offered["agent_id"] == "1001" and offered["data"]["ivr_path"] == ["greeting", "main_menu", "sales"]
+    assert offered["agent_id"] == "1001"
+    assert offered["data"]["ivr_path"] == ["who", "greeting", "main_menu", "sales"]
     ended = by_name["call.ended"]["data"]
     assert ended["cause"] == "caller_hangup" and ended["agent_id"] == "1001"
     assert ended["talk_seconds"] > 3
@@ -144,7 +145,7 @@ async def test_call_reaches_agent_with_events_recording_and_record(cti: Any, tmp
     assert [i["input"] for i in sidecar["ivr_inputs"]] == ["1"]
     summary = ended["summary"]  # what a ticketing system pre-fills a ticket from
     assert summary["caller"] == "5551234" and summary["disposition"] == "caller_hangup"
-    assert summary["ivr_path"] == ["greeting", "main_menu", "sales"] and summary["agent_id"] == "1001"
+    assert summary["ivr_path"] == ["who", "greeting", "main_menu", "sales"] and summary["agent_id"] == "1001"
     assert summary["talk_seconds"] > 3 and summary["queue"] == "sales"
     # the recording over HTTP, whole and by range, for a read-scope token; every access audited
     import aiohttp

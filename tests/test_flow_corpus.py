@@ -14,7 +14,7 @@ import pytest
 import ivr
 
 BROKEN = sorted((Path(__file__).parent / "flows" / "broken").glob("*.yaml"))
-QUEUES = ["sales", "support", "operator"]
+QUEUES = ["sales", "support", "operator", "care"]
 SKILLS = ["sales", "support"]
 FLOWS = ["main", "verify"]
 

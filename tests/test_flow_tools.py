@@ -57,7 +57,9 @@ def test_mermaid_diagram_of_the_main_flow() -> None:
     flow = ivr.load_flow(ROOT / "flows" / "main.yaml")
     chart = ivr.mermaid(flow)
     assert chart.startswith("flowchart TD\n")
-    assert "  start --> n_greeting" in chart
+    assert "  start --> n_who" in chart
+    assert '  n_who -->|"default"| n_greeting' in chart
+    assert '  n_who -->|"caller.assisted"| n_slow' in chart
     assert '  n_main_menu -->|"1"| n_sales' in chart
     assert '  n_main_menu -->|"escalate"| n_operator' in chart
     assert '  n_sales[["sales<br/>queue"]]' in chart

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import ivr
 
 ROOT = Path(__file__).resolve().parent.parent
-QUEUES = ["sales", "support", "operator"]
+QUEUES = ["sales", "support", "operator", "care"]
 
 GOOD = """\
 flow: ok

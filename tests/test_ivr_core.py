@@ -18,7 +18,7 @@ MAIN = ROOT / "flows" / "main.yaml"
 
 @pytest.fixture
 def flow() -> ivr.Flow:
-    return ivr.load_flow(MAIN, known_queues=["sales", "support", "operator"])
+    return ivr.load_flow(MAIN, known_queues=["sales", "support", "operator", "care"])
 
 
 def plays(outputs: list) -> list[it.PlayPrompt]:
@@ -48,7 +48,7 @@ def test_greeting_menu_and_choice_enqueue_with_screen_pop(flow: ivr.Flow) -> Non
     enqueue = next(o for o in out if isinstance(o, it.Enqueue))
     assert enqueue.queue == "support"
     assert enqueue.data["caller"] == "5551234"
-    assert enqueue.data["ivr_path"] == ["greeting", "main_menu", "support"]
+    assert enqueue.data["ivr_path"] == ["who", "greeting", "main_menu", "support"]
     assert enqueue.data["flow_version"] == flow.version
     assert plays(out)[0].prompt.id == "pls-hold-while-try"  # hold prompt loops
     assert interp.phase is ivr.Phase.QUEUED
@@ -79,7 +79,7 @@ def test_key_during_greeting_carries_into_the_menu(flow: ivr.Flow) -> None:
     stops = [o for o in out if isinstance(o, it.StopPrompt)]
     assert len(stops) == 2  # the greeting, then the menu prompt that the key answered
     assert next(o for o in out if isinstance(o, it.Enqueue)).queue == "support"
-    assert interp.path == ["greeting", "main_menu", "support"]
+    assert interp.path == ["who", "greeting", "main_menu", "support"]
 
 
 def test_three_failures_reach_a_human_with_history(flow: ivr.Flow) -> None:
@@ -299,3 +299,49 @@ def test_resume_to_the_last_node_or_decline_by_silence() -> None:
     again.start(0)
     out = again.handle(it.DigitPressed(digit="1"), 1)
     assert any(isinstance(o, it.Enqueue) for o in out)  # resumed at the node `support`
+
+
+def _profile(**fields: object) -> dict[str, object]:
+    base = {"number": "5550142", "known": True, "tier": "gold", "name": "Hana Kim", "assisted": False}
+    return {**base, "priority_human": False, "language": "", "recent": [], "contacts_recent": 0, **fields}
+
+
+@pytest.mark.parametrize(
+    ("profile", "rate"),
+    [({"assisted": True}, 120), ({"priority_human": True}, 0)],
+    ids=["assisted", "priority"],
+)
+def test_assisted_and_priority_callers_go_straight_to_a_certified_human(
+    flow: ivr.Flow, profile: dict[str, object], rate: int
+) -> None:
+    """The shipped main flow: no menu, raised priority, the `certified` skill; assisted callers
+    hear every prompt at 120 words per minute; the screen-pop carries the profile."""
+    clock = FakeClock()
+    recent = [{"call_id": "old", "minutes_ago": 3, "cause": "abandoned", "queue": "sales", "served": False}]
+    caller = _profile(**profile, recent=recent, sentiment="negative")
+    interp = ivr.build_interpreter(flow, "c1", "5550142", variables={"caller": caller})
+    out = interp.start(clock.now)
+    (greeting,) = plays(out)
+    assert greeting.prompt.rate == rate
+    out = finish(interp, out, clock.advance(2))
+    enqueue = next(o for o in out if isinstance(o, it.Enqueue))
+    assert (enqueue.queue, enqueue.priority, enqueue.skills) == ("care", 8, ("certified",))
+    assert all(p.prompt.rate == rate for p in plays(out))  # the hold prompt too
+    assert "main_menu" not in interp.path
+    pop = enqueue.data["profile"]
+    assert (pop["tier"], pop["name"], pop["language"], pop["last_sentiment"]) == (
+        "gold",
+        "Hana Kim",
+        "",
+        "negative",
+    )
+    assert pop["assisted"] is bool(profile.get("assisted")) and pop["recent"] == recent
+
+
+def test_a_prompt_rate_is_checked(tmp_path: Path) -> None:
+    text = "flow: r\nstart: a\nnodes:\n  a: {type: hangup, prompt: {text: hi, rate: 900}}\n"
+    _, diags = ivr.compile_flow(text, "r.yaml")
+    assert [(d.code, d.loc.line) for d in diags] == [("flow.bad_value", 4)]
+    good, diags = ivr.compile_flow(text.replace("900", "100"), "r.yaml")
+    assert not diags and good is not None
+    assert good.nodes["a"].prompt.rate == 100

@@ -52,7 +52,7 @@ async def test_queue_stats_events_rollups_and_report(tmp_path: Path) -> None:
     )
     assert report.returncode == 0, report.stderr
     rows = list(csv.DictReader(io.StringIO(report.stdout)))
-    assert {r["queue"] for r in rows} == {"sales", "support", "operator"}
+    assert {r["queue"] for r in rows} == {"sales", "support", "operator", "care"}
     assert all(r["offered"] == "0" for r in rows)
     occupancy = [r["occupancy"] for r in rows if r["queue"] == "sales"]
     assert "0.0" in occupancy, rows  # the agent was available (idle) in a closed interval
