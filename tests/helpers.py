@@ -115,6 +115,8 @@ class CtiClient:
 
 
 ROOT = Path(__file__).resolve().parent.parent
+STOCK_PROMPTS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")  # asterisk-core-sounds-en-wav
+DEFAULT_PROMPT_DIRS = (ROOT / "flows" / "prompts", STOCK_PROMPTS)  # as the shipped config.toml has them
 
 
 def free_port() -> int:
@@ -143,6 +145,8 @@ class HotlineProcess:
     log_level: str = "debug"
     extra_toml: str = ""  # appended to the generated config
     auto_answer: bool = True  # [sip] auto_answer
+    prompt_dirs: list[Path] | None = None  # [prompts] directories; default: flows/prompts, the stock set
+    whole_call: bool = False  # [recordings] whole_call
     sip_port: int = 0
     cti_port: int = 0
     http_port: int = 0
@@ -179,11 +183,12 @@ class HotlineProcess:
             'database = "hotline.db"',
             "[recordings]",
             'directory = "recordings"',
+            f"whole_call = {str(self.whole_call).lower()}",
             "[flows]",
             f'directory = "{self.flows_dir or ROOT / "flows"}"',
             f'main = "{self.main_flow}"',
             "[prompts]",
-            'directories = ["/usr/share/asterisk/sounds/en"]',
+            f"directories = {toml_value([str(d) for d in self.prompt_dirs or DEFAULT_PROMPT_DIRS])}",
             'tts_cache = "tts"',
         ]
         for table, rows in (("acd.queues", self.queues), ("acd.agents", self.agents)):
