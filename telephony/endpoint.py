@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import itertools
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,7 +112,7 @@ class _Leg:
         self.call = call
         self.player: pj.AudioMediaPlayer | None = None
         self.player_token = 0
-        self.recorders: list[pj.AudioMediaRecorder] = []  # fed by this leg's audio
+        self.recorders: dict[Path, pj.AudioMediaRecorder] = {}  # fed by this leg's audio, by file
         self.ear: pj.AudioMediaRecorder | None = None  # the speech recognizer's tap (tmpfs file)
         self.paused = False
 
@@ -133,6 +133,10 @@ class Endpoint:
         self._durations: dict[Path, float] = {}
         self._thread: int | None = None
         self.sip_port = config.port
+        # The media work done so far, so a benchmark can prove it happened: calls "answered",
+        # "players" and "recorders" created (the speech ear's recorders count as "ears"),
+        # "wavs_finished": recorder files closed complete (ears excluded).
+        self.media: Counter[str] = Counter()
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -213,7 +217,7 @@ class Endpoint:
         for leg in self._legs.values():
             leg.player = None
             leg.ear = None
-            leg.recorders.clear()
+            self._close_recorders(leg)
         self._legs.clear()  # drops the Call objects
         if self._acc is not None:
             self._acc.shutdown()
@@ -247,7 +251,14 @@ class Endpoint:
         if leg is not None:  # media first, then the call
             leg.player = None
             leg.ear = None
-            leg.recorders.clear()
+            self._close_recorders(leg)
+
+    def _close_recorders(self, leg: _Leg, paths: tuple[Path, ...] = ()) -> None:
+        """Drop a leg's recorders (those writing ``paths``, or all): each destructor closes
+        its file complete."""
+        for path in paths or tuple(leg.recorders):
+            if leg.recorders.pop(path, None) is not None:
+                self.media["wavs_finished"] += 1
 
     def _new_leg_id(self) -> str:
         return f"leg{next(self._ids)}"
@@ -279,6 +290,8 @@ class Endpoint:
         prm = pj.CallOpParam()
         prm.statusCode = code
         self._leg(leg_id).call.answer(prm)
+        if code == 200:
+            self.media["answered"] += 1
 
     def hangup(self, leg_id: str, code: int = 0) -> None:
         """End a leg; harmless if it is already gone."""
@@ -326,6 +339,7 @@ class Endpoint:
         self.stop_play(leg_id)
         player = pj.AudioMediaPlayer()
         player.createPlayer(str(wav), 0 if loop else pj.PJMEDIA_FILE_NO_LOOP)
+        self.media["players"] += 1
         player.startTransmit(leg.call.getAudioMedia(-1))
         leg.player, leg.player_token = player, token
         seconds = self._durations.get(wav)
@@ -364,16 +378,17 @@ class Endpoint:
         on the same bridge tick, so the files line up sample for sample. ``paused``: the
         recorders exist but hear nothing until ``pause_recording(leg, False)`` (secure input
         was going on when the recording began)."""
-        made: list[tuple[_Leg, pj.AudioMediaRecorder, pj.AudioMedia]] = []
+        made: list[tuple[_Leg, Path, pj.AudioMediaRecorder, pj.AudioMedia]] = []
         for leg_id, path in sources:
             leg = self._leg(leg_id)
             rec = pj.AudioMediaRecorder()
             rec.createRecorder(str(path))
-            made.append((leg, rec, leg.call.getAudioMedia(-1)))
-        for leg, rec, media in made:
+            self.media["recorders"] += 1
+            made.append((leg, path, rec, leg.call.getAudioMedia(-1)))
+        for leg, path, rec, media in made:
             if not paused:
                 media.startTransmit(rec)
-            leg.recorders.append(rec)
+            leg.recorders[path] = rec
             leg.paused = paused
 
     def listen(self, leg_id: str, path: Path) -> None:
@@ -384,6 +399,7 @@ class Endpoint:
         self.stop_listen(leg_id)
         ear = pj.AudioMediaRecorder()
         ear.createRecorder(str(path))
+        self.media["ears"] += 1
         leg.call.getAudioMedia(-1).startTransmit(ear)
         leg.ear = ear
 
@@ -399,15 +415,16 @@ class Endpoint:
         if leg is None or leg.paused == paused or not leg.recorders:
             return
         media = leg.call.getAudioMedia(-1)
-        for rec in leg.recorders:
+        for rec in leg.recorders.values():
             (media.stopTransmit if paused else media.startTransmit)(rec)
         leg.paused = paused
 
-    def stop_recording(self, leg_id: str) -> None:
-        """Close every recorder on a leg (files are complete once this returns)."""
+    def stop_recording(self, leg_id: str, paths: tuple[Path, ...] = ()) -> None:
+        """Close the recorders writing ``paths`` on a leg, or all of them (files are
+        complete once this returns)."""
         leg = self._legs.get(leg_id)
         if leg is not None:
-            leg.recorders.clear()
+            self._close_recorders(leg, paths)
 
     def hold(self, leg_id: str) -> None:
         """Put the far end on hold (re-INVITE with a=sendonly)."""
