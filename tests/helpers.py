@@ -147,6 +147,7 @@ class HotlineProcess:
     auto_answer: bool = True  # [sip] auto_answer
     prompt_dirs: list[Path] | None = None  # [prompts] directories; default: flows/prompts, the stock set
     whole_call: bool = False  # [recordings] whole_call
+    launcher: list[str] | None = None  # runs instead of [python, -m, hotline] (bench/memory.py traces it)
     sip_port: int = 0
     cti_port: int = 0
     http_port: int = 0
@@ -207,7 +208,7 @@ class HotlineProcess:
         self.log_path = self.workdir / "hotline.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hotline", "run", "--config", str(config)],
+            [*(self.launcher or [sys.executable, "-m", "hotline"]), "run", "--config", str(config)],
             cwd=ROOT,
             stdout=self._log,
             stderr=subprocess.STDOUT,
