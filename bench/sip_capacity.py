@@ -282,7 +282,10 @@ def run_step(side_cls: Any, mode: str, target: float, args: argparse.Namespace, 
         result.peak_concurrent = max(int(r["CurrentCall"]) for r in rows)
         result.invite_ms = ms(last.get("ResponseTime1(C)", ""))
     finally:
-        result.work = side.stop()
+        try:
+            result.work = side.stop()
+        except (RuntimeError, StopIteration) as exc:  # it crashed or hung: the step failed
+            result.problems.append(f"{side_cls.name} did not stop cleanly: {str(exc)[:300]}")
         if agents_proc is not None:
             agents_proc.terminate()
             agents_proc.wait(30)
@@ -338,7 +341,13 @@ def summary(steps: list[Step]) -> dict[str, Any]:
         "rate": round(s.rate, 2),
         "cpu_pct": round(s.cpu.process_pct, 1),
         "cpu_pct_per_call": round(s.cpu.process_pct / max(1, s.peak_concurrent), 4),
-        "busiest_thread": [s.cpu.busiest[0], round(s.cpu.busiest[1], 1)],
+        "threads_pct": {name: round(pct, 1) for name, pct in s.cpu.threads if pct >= 0.5},
+        # calls at which each single thread would fill one core, if its CPU grows with the calls
+        "one_core_limit_by_thread": {
+            name: round(s.peak_concurrent * 100 / pct)
+            for name, pct in s.cpu.threads
+            if name in wl.SINGLE_THREADS and pct >= 1.0
+        },
         "machine_pct": round(s.cpu.machine_pct, 1),
         "rss_mb": round(s.rss_mb, 1),
         "kb_per_call": round(1000 * s.mb_per_call),

@@ -245,13 +245,18 @@ class CpuSampler:
         self.machine0 = machine_ticks()
 
     def stop(self) -> CpuWindow:
+        """CPU per thread, summed by name: "main" is the process's first thread (hotline's
+        asyncio loop and the pjsua2 pump; bare's pump), "pj:clock" the conference bridge,
+        "pj:media" the RTP I/O (names from telephony/build/patches/0003), "python" the
+        other Python threads (hotline: thread-pool jobs, SQLite)."""
         t1, threads1, machine1 = time.monotonic(), thread_ticks(self.pid), machine_ticks()
         dt = t1 - self.t0
-        per: list[tuple[str, float]] = []
+        by_name: dict[str, float] = {}
         for tid, (name, ticks) in threads1.items():
             before = self.threads0.get(tid, (name, 0))[1]
-            per.append((f"{name}/{tid}", 100 * (ticks - before) / CLK_TCK / dt))
-        per.sort(key=lambda x: -x[1])
+            label = "main" if tid == self.pid else name
+            by_name[label] = by_name.get(label, 0.0) + 100 * (ticks - before) / CLK_TCK / dt
+        per = sorted(by_name.items(), key=lambda x: -x[1])
         busy = machine1[0] - self.machine0[0]
         total = max(1, machine1[1] - self.machine0[1])
         return CpuWindow(
@@ -266,13 +271,16 @@ SATURATED_MACHINE = 95.0  # % of all cores busy
 SATURATED_THREAD = 90.0  # % of one core for one server thread
 
 
+SINGLE_THREADS = ("main", "pj:clock", "pj:media")  # one thread each: none can use a second core
+
+
 def saturation(window: CpuWindow) -> str:
     """Why the CPU counts as saturated over the window, or ""."""
     if window.machine_pct >= SATURATED_MACHINE:
         return f"machine {window.machine_pct:.0f} % busy (all cores)"
-    name, pct = window.busiest
-    if pct >= SATURATED_THREAD:
-        return f"thread {name} at {pct:.0f} % of a core"
+    for name, pct in window.threads:
+        if name in SINGLE_THREADS and pct >= SATURATED_THREAD:
+            return f"thread {name} at {pct:.0f} % of a core"
     return ""
 
 

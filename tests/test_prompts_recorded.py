@@ -104,6 +104,7 @@ def test_validate_with_config_lists_synthesized_prompts(tmp_path: Path) -> None:
     synthesized = [line for line in lines if "prompt.synthesized" in line]
     assert len(synthesized) == 3, lines  # hello-there twice, menu once; silence/1 is recorded
     assert all("probe.yaml:" in line for line in synthesized)
+    assert "flow.missing_audio" not in out.stdout  # silence/1 is the stock set's silence/1.wav
     assert validate_lines(compile_probe(tmp_path), [STOCK_PROMPTS]) != []
 
 
