@@ -93,6 +93,8 @@ class Call:
     goodbye: int | None = None  # token of a prompt after which the controller hangs up
     recording: tuple[Path, Path, Path] | None = None  # caller part, agent part, final file
     voicemail: Path | None = None
+    whole_call: Path | None = None  # the whole-call recording being written (answer to hang-up)
+    whole_call_started: bool = False  # it was started once (a call is recorded whole only once)
     ear: bool = False  # an ear (speech input) is open for the caller's leg
     end_cause: str | None = None  # decided before the leg ends (e.g. agent_hangup, transferred)
     deadline: float | None = None  # the call's own next deadline (its interpreter's), monotonic

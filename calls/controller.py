@@ -33,6 +33,7 @@ from .errors import CallUsageError, IllegalCallTransition
 from .floor import FloorMixin
 from .phases import IN_FLOW, LIVE, TRANSITIONS, CallPhase, CallTrigger
 from .servicecode import ServiceCodes, speakable
+from .wholecall import finish_whole_call, start_whole_call
 
 P, T = CallPhase, CallTrigger
 
@@ -72,6 +73,7 @@ class ControllerConfig:
     """What the controller needs to know of the configuration. Durations are seconds."""
 
     recordings: Path  # call recordings (parts under .parts/) and voicemail
+    whole_call: bool = False  # record each caller from answer to hang-up as well (calls/wholecall.py)
     auto_answer: bool = True  # answer at once; false = ring (180) until CTI call.answer
     caller_mask: str = "none"  # caller numbers in summaries and sidecars: none, last4, all
     # how a customer number is dialled (callbacks, click-to-dial); a SIP URI is dialled as it is
@@ -407,6 +409,8 @@ class CallController(FloorMixin):
         return {"languages": list(self.speech_languages), "max_utterance": self.config.max_utterance}
 
     def _maybe_start(self, call: Call) -> None:
+        if self.config.whole_call:
+            self._out.extend(start_whole_call(call, self.config.recordings))
         if call.phase is P.OFFERED and call.confirmed and call.media_ready and call.caller_ready:
             self._move(call, T.READY)
             self._step(call, lambda i: i.start(self._now))
@@ -697,9 +701,10 @@ class CallController(FloorMixin):
         """Secure input starts (or ends): every recorder of the call pauses (or resumes). A
         recording started meanwhile starts paused."""
         call.secure = paused
-        if call.recording is not None:
+        if call.recording is not None or call.whole_call is not None:
             legs = tuple(leg for leg in (call.leg, call.agent_leg) if leg)
             self._emit(fx.PauseRecording(legs=legs, paused=paused))
+        if call.recording is not None:
             self._mark_gap(call, paused, reason)
 
     def _mark_gap(self, call: Call, paused: bool, reason: str) -> None:
@@ -732,10 +737,10 @@ class CallController(FloorMixin):
         """Close the recorders now; the merge and checksum run off the core."""
         if call.recording is not None:
             self._mark_gap(call, False, "")
-            self._emit(fx.StopRecording(leg=call.leg))
-            if call.agent_leg is not None:
-                self._emit(fx.StopRecording(leg=call.agent_leg))
             caller_part, agent_part, final = call.recording
+            self._emit(fx.StopRecording(leg=call.leg, paths=(caller_part,)))
+            if call.agent_leg is not None:
+                self._emit(fx.StopRecording(leg=call.agent_leg, paths=(agent_part,)))
             interp = call.interp
             sidecar = {
                 "call_id": call.call_id,
@@ -762,7 +767,7 @@ class CallController(FloorMixin):
             )
             call.recording = None
         if call.voicemail is not None:
-            self._emit(fx.StopRecording(leg=call.leg))
+            self._emit(fx.StopRecording(leg=call.leg, paths=(call.voicemail,)))
             self._emit(fx.MeasureVoicemail(call_id=call.call_id, path=call.voicemail))
             call.voicemail = None
 
@@ -1055,6 +1060,7 @@ class CallController(FloorMixin):
                 self._emit(fx.Hangup(leg=leg))
         summary = self._summary(call, cause, now)
         self._finish_recordings(call)
+        self._out.extend(finish_whole_call(call))
         answered, queued, connected = call.answered_at, call.queued_at, call.connected_at
         ended = ev.CallEnded(
             call_id=call.call_id,
@@ -1190,6 +1196,8 @@ class CallController(FloorMixin):
                 if call is not None:
                     if kind == "voicemail":
                         call.voicemail = None
+                    elif kind == "whole_call":
+                        call.whole_call = None
                     else:
                         call.recording = None
                 self._log_for(cid, "recording_start_failed", "error", kind=kind, error=error)

@@ -134,7 +134,8 @@ class PauseRecording:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StopRecording:
-    leg: str  # close every recorder on the leg (the files are complete)
+    leg: str  # close recorders on the leg (the files are complete) ...
+    paths: tuple[Path, ...] = ()  # ... those writing these files; () = every one
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,7 +152,8 @@ class MergeRecording:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MeasureVoicemail:
     call_id: str
-    path: Path  # the finished voicemail: RecordingMerged(kind="voicemail") follows
+    path: Path  # the finished mono recording: RecordingMerged(kind=kind) follows
+    kind: str = "voicemail"  # "voicemail" or "whole_call"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -47,7 +47,7 @@ class CallEnded:
 class RecordingReady:
     wire: ClassVar[str] = "recording.ready"
     call_id: str
-    kind: str  # "call" (caller left, agent right) or "voicemail" (mono)
+    kind: str  # "call" (caller left, agent right), "voicemail" or "whole_call" (mono, answer to hang-up)
     path: str  # absolute path of the WAV
     seconds: float  # duration
     channels: int

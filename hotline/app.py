@@ -36,6 +36,7 @@ from .commands import Commands
 from .config import Config
 from .flowset import agent_specs, known_skills, load_flows, prompt_ids, queue_specs
 from .jobs import Jobs
+from .promptcheck import startup_findings
 from .prompts import PromptResolver
 from .speech import CallEar, SpeechService, vocabulary_warnings
 from .store import CallStore
@@ -95,10 +96,13 @@ class Server:
         )
         self.prompt_dirs = [config.path(d) for d in config.prompts.directories]
         flows, _main = load_flows(config, self.prompt_dirs)
+        self._prompts_reported: set[str] = set()  # missing prompt ids and directories, logged once
+        self._check_prompts(flows.values())
         self.recordings = config.path(config.recordings.directory)
         self.controller = calls.build_controller(
             calls.ControllerConfig(
                 recordings=self.recordings,
+                whole_call=config.recordings.whole_call,
                 auto_answer=config.sip.auto_answer,
                 caller_mask=config.cti.caller_mask,
                 dial_uri=trunks.customer_dial_uri(config),
@@ -343,7 +347,8 @@ class Server:
         await self.jobs.close()
         self.tts.stop()
         await self.store.close()
-        log.info("hotline_stopped", prompts=dict(self.prompts.sources))
+        # where the prompts came from, and the media work done (bench/sip_capacity.py checks it)
+        log.info("hotline_stopped", prompts=dict(self.prompts.sources), media=dict(self.endpoint.media))
 
     async def run_until_signalled(self) -> None:
         loop = asyncio.get_running_loop()
@@ -520,8 +525,8 @@ class Server:
             case fx.PauseRecording(legs=legs, paused=paused):
                 for leg in legs:
                     ep.pause_recording(leg, paused)
-            case fx.StopRecording(leg=leg):
-                ep.stop_recording(leg)
+            case fx.StopRecording(leg=leg, paths=paths):
+                ep.stop_recording(leg, paths)
             case fx.Listen(call_id=cid, leg=leg, request=request):
                 self._ear(cid, leg).listen(request)
             case fx.StopListening(call_id=cid, token=token):
@@ -598,7 +603,14 @@ class Server:
         """A valid edit of flows/: new calls use it; calls in progress keep their versions."""
         self._submit(inp.FlowsChanged(flows=dict(flows), main=self.config.flows.main))
         self.bus.publish(event)
+        self._check_prompts(flows.values())
         self._check_vocabulary()
+
+    def _check_prompts(self, flows: Any) -> None:
+        """Warn about prompt directories that do not exist and prompt ids no directory holds,
+        each once (the TTS or a tone stands in for them at call time)."""
+        for name, fields in startup_findings(flows, self.prompt_dirs, self._prompts_reported):
+            log.warning(name, **fields)
 
     def _recording_path(self, call_id: str) -> Path | None:
         """The file GET /recordings/<call_id> serves: the call recording, else the voicemail."""

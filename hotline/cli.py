@@ -94,6 +94,7 @@ def _validate(args: argparse.Namespace) -> int:
     queues = skills = prompts = None
     config = None
     errors = 0
+    prompt_dirs: list[Path] | None = None
     if args.config is not None:
         from .flowset import known_skills, prompt_ids
         from .preflight import preflight
@@ -103,7 +104,8 @@ def _validate(args: argparse.Namespace) -> int:
             return 1
         queues = [q.name for q in config.acd.queues]
         skills = known_skills(config)
-        prompts = prompt_ids([config.path(d) for d in config.prompts.directories])
+        prompt_dirs = [config.path(d) for d in config.prompts.directories]
+        prompts = prompt_ids(prompt_dirs)
         for problem in preflight(config, main_flow=False):
             print(f"{args.config}: {problem}")
             errors += 1
@@ -130,6 +132,11 @@ def _validate(args: argparse.Namespace) -> int:
         diagnostics = diagnostics + _vocabulary(config, _flows)
     for d in diagnostics:
         print(d)
+    if prompt_dirs is not None:  # what callers will hear synthesized instead of recorded
+        from .promptcheck import validate_lines
+
+        for line in validate_lines(_flows.values(), prompt_dirs):
+            print(line)
     errors += sum(1 for d in diagnostics if d.severity == "error")
     for f in sources:
         if not any(d.loc.file == f and d.severity == "error" for d in diagnostics):

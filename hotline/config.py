@@ -199,6 +199,7 @@ class StorageConfig:
 @dataclass(frozen=True, slots=True)
 class RecordingsConfig:
     directory: str = "recordings"  # stereo WAVs: caller left, agent right
+    whole_call: bool = False  # also record each caller from answer to hang-up: <call_id>-whole.wav (mono)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +220,7 @@ class ProfilesConfig:
 
 @dataclass(frozen=True, slots=True)
 class PromptsConfig:
-    directories: tuple[str, ...] = ("flows/prompts", "/usr/share/asterisk/sounds/en")
+    directories: tuple[str, ...] = ("flows/prompts", "/usr/share/asterisk/sounds/en_US_f_Allison")
     tts_cache: str = "~/.cache/hotline/tts"  # synthesized prompts, keyed by text, voice and rate
     tts_voice: str = "en"  # espeak-ng voice
     tts_rate: int = 160  # words per minute

@@ -68,8 +68,11 @@ def known_skills(config: Config) -> set[str]:
 
 
 def prompt_ids(directories: list[Path]) -> set[str]:
-    """WAV ids available in the prompt directories (and their language subdirectories)."""
-    return {p.stem for d in directories if d.is_dir() for p in [*d.glob("*.wav"), *d.glob("*/*.wav")]}
+    """WAV ids available in the prompt directories: `<id>.wav`, `<language>/<id>.wav`, and
+    `<sub>/<name>.wav` as the id `<sub>/<name>` (e.g. `silence/1` of the stock set)."""
+    nested = [p for d in directories if d.is_dir() for p in d.glob("*/*.wav")]
+    top = [p for d in directories if d.is_dir() for p in d.glob("*.wav")]
+    return {p.stem for p in [*top, *nested]} | {f"{p.parent.name}/{p.stem}" for p in nested}
 
 
 def load_flows(config: Config, prompt_dirs: list[Path]) -> tuple[dict[str, ivr.Flow], ivr.Flow]:

@@ -59,7 +59,7 @@ def measure_voicemail(effect: fx.MeasureVoicemail) -> inp.RecordingMerged:
     """In a thread: a finished voicemail's length and checksum."""
     return inp.RecordingMerged(
         call_id=effect.call_id,
-        kind="voicemail",
+        kind=effect.kind,
         path=str(effect.path.resolve()),
         seconds=telephony.wav_seconds(effect.path),
         channels=1,
@@ -102,7 +102,7 @@ class Jobs:
             case fx.MergeRecording():
                 self.spawn(self.in_thread(effect.call_id, "call", merge_recording, effect))
             case fx.MeasureVoicemail():
-                self.spawn(self.in_thread(effect.call_id, "voicemail", measure_voicemail, effect))
+                self.spawn(self.in_thread(effect.call_id, effect.kind, measure_voicemail, effect))
             case fx.LoadCaller():
                 self.spawn(self.load_caller(effect))
             case fx.HttpRequest(call_id=cid, request=request):

@@ -16,7 +16,7 @@ import contextlib
 import ctypes
 import itertools
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,7 +202,7 @@ class _Leg:
         self.call = call
         self.player: pj.AudioMediaPlayer | None = None
         self.player_token = 0
-        self.recorders: list[pj.AudioMediaRecorder] = []  # fed by this leg's audio
+        self.recorders: dict[Path, pj.AudioMediaRecorder] = {}  # fed by this leg's audio, by file
         self.ear: pj.AudioMediaRecorder | None = None  # the speech recognizer's tap (tmpfs file)
         self.paused = False
         self.mixed: list[str] = []  # other legs whose audio also feeds this leg's recorders
@@ -229,6 +229,10 @@ class Endpoint:
         self.sip_port = config.port
         self.last_pump: float | None = None  # loop time of the last libHandleEvents (health check)
         self._log_writer: _LogWriter | None = None  # kept alive while pjlib may call it
+        # The media work done so far, so a benchmark can prove it happened: calls "answered",
+        # "players" and "recorders" created (the speech ear's recorders count as "ears"),
+        # "wavs_finished": recorder files closed complete (ears excluded).
+        self.media: Counter[str] = Counter()
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -393,7 +397,7 @@ class Endpoint:
         for leg in self._legs.values():
             leg.player = None
             leg.ear = None
-            leg.recorders.clear()
+            self._close_recorders(leg)
         self._legs.clear()  # drops the Call objects
         for extra in [*self._registrations, *self._trunk_accounts.values(), *self._media_accounts.values()]:
             if extra is not self._acc:
@@ -434,10 +438,17 @@ class Endpoint:
         if leg is not None:  # media first, then the call
             leg.player = None
             leg.ear = None
-            leg.recorders.clear()
+            self._close_recorders(leg)
         for other in self._legs.values():  # its port left the bridge with it
             if leg_id in other.mixed:
                 other.mixed.remove(leg_id)
+
+    def _close_recorders(self, leg: _Leg, paths: tuple[Path, ...] = ()) -> None:
+        """Drop a leg's recorders (those writing ``paths``, or all): each destructor closes
+        its file complete."""
+        for path in paths or tuple(leg.recorders):
+            if leg.recorders.pop(path, None) is not None:
+                self.media["wavs_finished"] += 1
 
     def _new_leg_id(self) -> str:
         return f"leg{next(self._ids)}"
@@ -469,6 +480,8 @@ class Endpoint:
         prm = pj.CallOpParam()
         prm.statusCode = code
         self._leg(leg_id).call.answer(prm)
+        if code == 200:
+            self.media["answered"] += 1
 
     def hangup(self, leg_id: str, code: int = 0) -> None:
         """End a leg; harmless if it is already gone."""
@@ -540,6 +553,7 @@ class Endpoint:
         self.stop_play(leg_id)
         player = pj.AudioMediaPlayer()
         player.createPlayer(str(wav), 0 if loop else pj.PJMEDIA_FILE_NO_LOOP)
+        self.media["players"] += 1
         player.startTransmit(leg.call.getAudioMedia(-1))
         leg.player, leg.player_token = player, token
         seconds = self._durations.get(wav)
@@ -596,7 +610,7 @@ class Endpoint:
             target.mixed.append(src)
             if not target.paused:
                 media = source.call.getAudioMedia(-1)
-                for rec in target.recorders:
+                for rec in target.recorders.values():
                     media.startTransmit(rec)
             return
         if src not in target.mixed:
@@ -605,7 +619,7 @@ class Endpoint:
         gone = self._legs.get(src)
         if gone is not None and not gone.call.ended and not target.paused:
             media = gone.call.getAudioMedia(-1)
-            for rec in target.recorders:
+            for rec in target.recorders.values():
                 media.stopTransmit(rec)
 
     def _mix_sources(self, leg: _Leg) -> list[pj.AudioMedia]:
@@ -621,18 +635,19 @@ class Endpoint:
         on the same bridge tick, so the files line up sample for sample. ``paused``: the
         recorders exist but hear nothing until ``pause_recording(leg, False)`` (secure input
         was going on when the recording began)."""
-        made: list[tuple[_Leg, pj.AudioMediaRecorder, pj.AudioMedia]] = []
+        made: list[tuple[_Leg, Path, pj.AudioMediaRecorder, pj.AudioMedia]] = []
         for leg_id, path in sources:
             leg = self._leg(leg_id)
             rec = pj.AudioMediaRecorder()
             rec.createRecorder(str(path))
-            made.append((leg, rec, leg.call.getAudioMedia(-1)))
-        for leg, rec, media in made:
+            self.media["recorders"] += 1
+            made.append((leg, path, rec, leg.call.getAudioMedia(-1)))
+        for leg, path, rec, media in made:
             if not paused:
                 media.startTransmit(rec)
                 for mixed in self._mix_sources(leg):
                     mixed.startTransmit(rec)
-            leg.recorders.append(rec)
+            leg.recorders[path] = rec
             leg.paused = paused
 
     def listen(self, leg_id: str, path: Path) -> None:
@@ -643,6 +658,7 @@ class Endpoint:
         self.stop_listen(leg_id)
         ear = pj.AudioMediaRecorder()
         ear.createRecorder(str(path))
+        self.media["ears"] += 1
         leg.call.getAudioMedia(-1).startTransmit(ear)
         leg.ear = ear
 
@@ -658,15 +674,16 @@ class Endpoint:
         if leg is None or leg.paused == paused or not leg.recorders:
             return
         for media in [leg.call.getAudioMedia(-1), *self._mix_sources(leg)]:
-            for rec in leg.recorders:
+            for rec in leg.recorders.values():
                 (media.stopTransmit if paused else media.startTransmit)(rec)
         leg.paused = paused
 
-    def stop_recording(self, leg_id: str) -> None:
-        """Close every recorder on a leg (files are complete once this returns)."""
+    def stop_recording(self, leg_id: str, paths: tuple[Path, ...] = ()) -> None:
+        """Close the recorders writing ``paths`` on a leg, or all of them (files are
+        complete once this returns)."""
         leg = self._legs.get(leg_id)
         if leg is not None:
-            leg.recorders.clear()
+            self._close_recorders(leg, paths)
 
     def hold(self, leg_id: str) -> None:
         """Put the far end on hold (re-INVITE with a=sendonly)."""

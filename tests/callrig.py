@@ -208,12 +208,12 @@ class CallRig:
                         sidecar=str(final) + ".json",
                     ),
                 )
-            case fx.MeasureVoicemail(call_id=cid, path=path):
+            case fx.MeasureVoicemail(call_id=cid, path=path, kind=kind):
                 self.later(
                     0.5,
                     inp.RecordingMerged(
                         call_id=cid,
-                        kind="voicemail",
+                        kind=kind,
                         path=str(path),
                         seconds=1.0,
                         channels=1,

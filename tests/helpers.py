@@ -116,6 +116,8 @@ class CtiClient:
 
 
 ROOT = Path(__file__).resolve().parent.parent
+STOCK_PROMPTS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")  # asterisk-core-sounds-en-wav
+DEFAULT_PROMPT_DIRS = (ROOT / "flows" / "prompts", STOCK_PROMPTS)  # as the shipped config.toml has them
 
 
 def free_port() -> int:
@@ -146,6 +148,9 @@ class HotlineProcess:
     log_level: str = "debug"
     extra_toml: str = ""  # appended to the generated config
     auto_answer: bool = True  # [sip] auto_answer
+    prompt_dirs: list[Path] | None = None  # [prompts] directories; default: flows/prompts, the stock set
+    whole_call: bool = False  # [recordings] whole_call
+    launcher: list[str] | None = None  # runs instead of [python, -m, hotline] (bench/memory.py traces it)
     sip_port: int = 0  # the public SIP port (Kamailio's with proxy=True)
     cti_port: int = 0
     http_port: int = 0
@@ -186,11 +191,12 @@ class HotlineProcess:
             'database = "hotline.db"',
             "[recordings]",
             'directory = "recordings"',
+            f"whole_call = {str(self.whole_call).lower()}",
             "[flows]",
             f'directory = "{self.flows_dir or ROOT / "flows"}"',
             f'main = "{self.main_flow}"',
             "[prompts]",
-            'directories = ["/usr/share/asterisk/sounds/en"]',
+            f"directories = {toml_value([str(d) for d in self.prompt_dirs or DEFAULT_PROMPT_DIRS])}",
             'tts_cache = "tts"',
         ]
         if self.proxy:
@@ -224,7 +230,7 @@ class HotlineProcess:
         self.log_path = self.workdir / "hotline.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hotline", "run", "--config", str(config)],
+            [*(self.launcher or [sys.executable, "-m", "hotline"]), "run", "--config", str(config)],
             cwd=ROOT,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -117,8 +117,8 @@ async def test_metrics_move_during_a_real_call_and_its_queue_log(
             assert during[("hotline_routing_decisions_total", (("decision", "offer"),))] >= 1
             assert during[("hotline_routing_decision_seconds_count", ())] >= 1
             assert during[("hotline_ivr_turn_seconds_count", (("input", "dtmf"),))] >= 1
-            # the test config's prompt directory has no WAVs: the greeting and menu were synthesized
-            assert during[("hotline_prompts_total", (("source", "synthesized"),))] >= 2
+            # the shipped flow's greeting and menu are recorded WAVs (flows/prompts)
+            assert during[("hotline_prompts_total", (("source", "recorded"),))] >= 2
             await wait("call.ended")
             assert caller.wait(30) == 0, caller.summary()
         agent.wait(20)
