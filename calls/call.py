@@ -67,3 +67,12 @@ class Call:
     ear: bool = False  # an ear (speech input) is open for the caller's leg
     end_cause: str | None = None  # decided before the leg ends (e.g. agent_hangup, transferred)
     deadline: float | None = None  # the call's own next deadline (its interpreter's), monotonic
+    # live cues (calls/cues.py): what was heard, for the summary and later screen-pops
+    cues: list[dict[str, Any]] = field(default_factory=list)  # keyword/agitation cues (summary)
+    pop_cues: list[dict[str, Any]] = field(default_factory=list)  # cues for the next agent offered
+    cue_channels: set[str] = field(default_factory=set)  # channels tapped now ("caller", "agent")
+    cue_paused: bool = False  # the taps hear nothing (secure step, recording paused)
+    agitated: dict[str, bool] = field(default_factory=dict)  # channel -> above the level now
+    agitation_raised_at: dict[str, float] = field(default_factory=dict)  # channel -> last raise, monotonic
+    agitation_peak: float = 0.0  # highest agitation score heard (caller)
+    boosted: bool = False  # the queue priority was raised once for a cue

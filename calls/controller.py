@@ -29,6 +29,7 @@ from . import effects as fx
 from . import events as ev
 from . import inputs as inp
 from .call import AgentLeg, Call
+from .cues import CueMixin, CuePolicy
 from .errors import CallUsageError, IllegalCallTransition
 from .phases import IN_FLOW, LIVE, TRANSITIONS, CallPhase, CallTrigger
 from .servicecode import ServiceCodes, speakable
@@ -80,12 +81,13 @@ class ControllerConfig:
     max_utterance: float = 10.0  # seconds: the ear cuts an answer off here (flows read it)
     preferred_seconds: Mapping[str, float] = field(default_factory=dict)  # per queue: the last agent alone
     publish_stats_every: float = 0.0  # seconds between queue.stats events; 0 = never
+    cues: CuePolicy | None = None  # live cues and post-call QA ([analytics]); None = off
 
 
 Work = Callable[[], None]
 
 
-class CallController:
+class CallController(CueMixin):
     """Every call of one server: phases, legs, recordings, the IVR and the ACD joined."""
 
     def __init__(
@@ -120,6 +122,7 @@ class CallController:
         self._tie = 0
         self._legs = 0  # legs this controller dialled (their ids)
         self._local_token = 0  # prompts the controller plays itself get negative tokens
+        self._qa_pending: dict[str, fx.AnalyzeRecording] = {}  # recording file name -> its QA job
         self._stats_publish_at: float | None = (
             now + config.publish_stats_every if config.publish_stats_every > 0 else None
         )
@@ -247,6 +250,11 @@ class CallController:
                     self._step(call, lambda i: i.handle(reply, self._now))
             case inp.RecordingMerged():
                 self._recording_merged(event)
+                self._qa_merged(event)
+            case inp.KeywordHeard() | inp.AgitationMeasured() | inp.CuesFailed():
+                self._cue_input(event)
+            case inp.QaDone():
+                self._qa_done(event)
             case inp.EffectFailed(effect=effect, error=error):
                 self._effect_failed(effect, error)
             case inp.FlowsChanged(flows=flows, main=main):
@@ -538,6 +546,7 @@ class CallController:
         if after is not None and call.phase is P.CONNECTED:
             # e.g. a post-call survey: the caller stays on the line
             self._finish_recordings(call)
+            self._cues_off(call)
             self._move(call, T.BACK_TO_FLOW)
             self._step(call, lambda i: i.jump(after, self._now))
             return
@@ -661,6 +670,7 @@ class CallController:
                 skills=tuple(e.skills),
             )
         )
+        self._cues_on(call)
 
     def _preferred_agent(self, call: Call, queue: str) -> tuple[str | None, float]:
         """The agent tried alone first: one the flow or CRM named (variable `preferred_agent`),
@@ -682,6 +692,7 @@ class CallController:
         """Secure input starts (or ends): every recorder of the call pauses (or resumes). A
         recording started meanwhile starts paused."""
         call.secure = paused
+        self._cues_pause(call, paused)
         if call.recording is not None:
             legs = tuple(leg for leg in (call.leg, call.agent_leg) if leg)
             self._emit(fx.PauseRecording(legs=legs, paused=paused))
@@ -701,6 +712,7 @@ class CallController:
         name = call.call_id if call.segment == 1 else f"{call.call_id}-{call.segment}"
         caller_part, agent_part = parts / f"{name}-caller.wav", parts / f"{name}-agent.wav"
         call.recording = (caller_part, agent_part, self.config.recordings / f"{name}.wav")
+        self._qa_recording(call, call.recording[2])
         call.gaps = []
         self._emit(
             fx.Record(
@@ -840,7 +852,7 @@ class CallController:
                     if call is not None:
                         self._work.append(functools.partial(self._settle_callback, call))
                 case _:
-                    self._publish(out)
+                    self._publish(self._with_cues(out))
                     if getattr(out, "wire", "").startswith("callback."):
                         callbacks_changed = True
         if callbacks_changed:
@@ -959,6 +971,7 @@ class CallController:
     def _overflow(self, call: Call, kind: str, target: str) -> None:
         """The ACD gave the caller up to a voicemail box, a callback, or a node of their flow."""
         self._log(call, "overflow", kind=kind, target=target, queue=call.queue)
+        self._cues_off(call)  # the caller is no longer waiting for an agent
         if kind == "flow_node":
             self._move(call, T.BACK_TO_FLOW)
             call.queue, call.queued_at = None, None
@@ -995,6 +1008,7 @@ class CallController:
         self._emit(fx.StopPlay(call_id=call.call_id, leg=call.leg))
         self._emit(fx.Bridge(a=call.leg, b=rung.leg))
         self._start_recording(call, rung.leg)
+        self._cues_on(call)
         if call.interp is not None:
             self._step(call, lambda i: i.handle(ivr.AgentConnected(), self._now))
 
@@ -1020,6 +1034,7 @@ class CallController:
         self._move(call, T.CALLBACK_KEPT if keep else T.ENDED)
         call.deadline = None
         self._close_ear(call)
+        self._cues_off(call)
         if self.router.has_call(call.call_id) and not call.outbound:
             self._acd_safe(acd.events.CallerHungUp(call_id=call.call_id))
         for rung in call.ringing.values():
@@ -1114,6 +1129,7 @@ class CallController:
             "ivr_path": list(interp.path) if interp is not None else [],
             "inputs": [dict(i) for i in interp.inputs] if interp is not None else [],  # secure: masked
             "keywords": list(call.keywords),
+            **self._cue_summary(call),
             "escalation": interp.escalation if interp is not None else None,
             "queue": call.queue,
             "wait_seconds": round(wait, 3),
@@ -1265,6 +1281,7 @@ class CallController:
         if call.phase is P.CONNECTED:
             assert call.agent_id is not None and call.agent_leg is not None
             self._finish_recordings(call)  # both recorders close first
+            self._cues_off(call, ("agent",))
             leg, call.agent_leg = call.agent_leg, None  # detached: its BYE is not the agent hanging up
             self._by_leg.pop(leg, None)
             self._acd_safe(acd.events.AgentHungUp(call_id=call.call_id, agent_id=call.agent_id))
@@ -1280,6 +1297,7 @@ class CallController:
             acd.events.CallEnqueued(call_id=call.call_id, queue=queue, priority=priority, data=data)
         )
         self._work.append(lambda: self._hold_music(call))
+        self._cues_on(call)
 
     def _hold_music(self, call: Call) -> None:
         if call.phase is P.QUEUED and (call.interp is None or call.interp.phase is ivr.Phase.DONE):
@@ -1314,6 +1332,7 @@ class CallController:
             )
         self._emit(fx.PauseRecording(legs=legs, paused=paused))
         self._mark_gap(call, paused, "cti")
+        self._cues_pause(call, paused or call.secure)
 
     # ---------------------------------------------------------------- assist
     def _assist(self, call: Call, name: str) -> None:
