@@ -72,7 +72,8 @@ def frame_levels(frames: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     rms = np.sqrt(np.mean(x * x, axis=1))
     with np.errstate(divide="ignore"):
         db = 20.0 * np.log10(rms)
-    return np.maximum(db, -120.0)
+    out: np.ndarray[Any, Any] = np.maximum(db, -120.0)
+    return out
 
 
 def frame_pitches(windows: np.ndarray[Any, Any], clarity: float) -> np.ndarray[Any, Any]:

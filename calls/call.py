@@ -76,3 +76,4 @@ class Call:
     agitation_raised_at: dict[str, float] = field(default_factory=dict)  # channel -> last raise, monotonic
     agitation_peak: float = 0.0  # highest agitation score heard (caller)
     boosted: bool = False  # the queue priority was raised once for a cue
+    holds: list[list[float]] = field(default_factory=list)  # [start, end] monotonic seconds on hold (QA)

@@ -712,7 +712,6 @@ class CallController(CueMixin):
         name = call.call_id if call.segment == 1 else f"{call.call_id}-{call.segment}"
         caller_part, agent_part = parts / f"{name}-caller.wav", parts / f"{name}-agent.wav"
         call.recording = (caller_part, agent_part, self.config.recordings / f"{name}.wav")
-        self._qa_recording(call, call.recording[2])
         call.gaps = []
         self._emit(
             fx.Record(
@@ -755,6 +754,7 @@ class CallController(CueMixin):
                     sidecar=sidecar,
                 )
             )
+            self._qa_recording(call, final)
             call.recording = None
         if call.voicemail is not None:
             self._emit(fx.StopRecording(leg=call.leg))
@@ -1221,6 +1221,7 @@ class CallController(CueMixin):
             case inp.HoldCall(call_id=cid, hold=hold):
                 call = self._connected(cid)
                 self._emit(fx.Hold(leg=call.leg) if hold else fx.Retrieve(leg=call.leg))
+                self._note_hold(call, hold)
             case inp.BlindTransfer(call_id=cid, to=to):
                 call = self.call(cid)
                 if not call.leg:

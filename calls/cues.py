@@ -44,6 +44,7 @@ ACTIONS = frozenset({"alert", "priority", "screen_pop", "summary"})
 class CuePolicy:
     """What live cues do ([analytics] in config.toml). Durations are seconds."""
 
+    live: bool = True  # tap legs for live cues (false: post-call QA only)
     channels: tuple[str, ...] = ("caller",)  # legs tapped: "caller", "agent"
     while_queued: bool = True  # tap the caller while waiting in a queue too (not only when bridged)
     actions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # category -> ACTIONS
@@ -88,7 +89,7 @@ class CueMixin:
         """Tap what the policy asks for in the call's present phase (queued: the caller;
         connected: the caller and/or the agent). Already-tapped channels are left alone."""
         policy = self._cue_policy()
-        if policy is None or call.phase not in LIVE or not call.leg:
+        if policy is None or not policy.live or call.phase not in LIVE or not call.leg:
             return
         taps: list[tuple[str, str]] = []
         hear_caller = call.phase is P.CONNECTED or (call.phase is P.QUEUED and policy.while_queued)
@@ -281,12 +282,25 @@ class CueMixin:
         return {"cues": [dict(c) for c in call.cues], "agitation_peak": round(call.agitation_peak, 3)}
 
     # ------------------------------------------------------------------ QA
+    def _note_hold(self, call: Call, hold: bool) -> None:
+        """The agent put the caller on hold (or took them off): QA reports hold time."""
+        if hold and (not call.holds or call.holds[-1][1] >= 0):
+            call.holds.append([self._now, -1.0])
+        elif not hold and call.holds and call.holds[-1][1] < 0:
+            call.holds[-1][1] = self._now
+
     def _qa_recording(self, call: Call, final: Path) -> None:
-        """The recording will be merged: remember what its analysis needs (the call is gone
-        by the time RecordingMerged comes back)."""
+        """The recording is closed: remember what its analysis needs (the call is gone by the
+        time RecordingMerged comes back)."""
         policy = self._cue_policy()
         if policy is None or not policy.qa:
             return
+        base = call.connected_at if call.connected_at is not None else call.started
+        holds = tuple(
+            (round(max(0.0, a - base), 3), round((b if b >= 0 else self._now) - base, 3))
+            for a, b in call.holds
+        )
+        call.holds = []
         self._qa_pending[final.name] = fx.AnalyzeRecording(
             call_id=call.call_id,
             wav=final,
@@ -296,6 +310,7 @@ class CueMixin:
             queue=call.queue,
             agent_id=call.agent_id,
             cues=tuple(dict(c) for c in call.cues),
+            holds=holds,
         )
 
     def _qa_merged(self, e: inp.RecordingMerged) -> None:

@@ -255,6 +255,7 @@ class AnalyzeRecording:
     queue: str | None
     agent_id: str | None
     cues: tuple[Mapping[str, Any], ...] = ()  # live cues heard on the call
+    holds: tuple[tuple[float, float], ...] = ()  # (start, end) seconds into the recording on hold
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

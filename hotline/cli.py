@@ -179,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser(
         "dnc", help="do-not-call list: `hotline dnc import FILE.csv | add | remove | check NUMBER`"
     )
+    sub.add_parser(
+        "qa",
+        help='call transcripts: `hotline qa search "complaint" [--from --to --queue --agent]` | `show CALL`',
+    )
     sub.add_parser("retention", help="`hotline retention purge [--days N] [--dry-run]`: purge old calls now")
     sub.add_parser(
         "prompts",
@@ -203,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import retention
 
         return int(retention.cli_main(argv[1:]))
+    if argv[:1] == ["qa"]:
+        from . import qa
+
+        return int(qa.cli_main(argv[1:]))
     if argv[:1] == ["profiles"]:
         from . import profiles
 
