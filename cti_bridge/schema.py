@@ -103,7 +103,8 @@ def vocabulary_schemas(classes: Iterable[type]) -> dict[str, dict[str, Any]]:
             schemas[name] = schema
             continue
         first = schemas[name]
-        variants = first["anyOf"] if "anyOf" in first else [{k: v for k, v in first.items() if k != "$schema"}]
+        bare = {k: v for k, v in first.items() if k != "$schema"}
+        variants = first["anyOf"] if "anyOf" in first else [bare]
         schemas[name] = {
             "$schema": first["$schema"],
             "title": name,

@@ -28,7 +28,7 @@ import pytest
 
 from hotline.qa import canonical_sha256
 
-from .helpers import ROOT, CtiClient, HotlineProcess, free_port
+from .helpers import ROOT, CtiClient, HotlineProcess
 from .peers import Sipp, dial, english_speech, speech_timeline, voiced_end, write_audio_pcap
 from .test_cti_schema import validate_events
 
