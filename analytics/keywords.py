@@ -57,6 +57,8 @@ def parse_phrases(spec: Mapping[str, Sequence[str]]) -> list[Phrase]:
     for category, phrases in spec.items():
         for raw in phrases:
             m = _THRESHOLD.match(raw)
+            if m is None and "/" in raw:
+                raise KeywordError(f"phrase {raw!r}: write a threshold as 'phrase /1e-25/'")
             text = " ".join((m.group("phrase") if m else raw).lower().split())
             if not text:
                 raise KeywordError(f"category {category!r} has an empty phrase")

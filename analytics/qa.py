@@ -9,6 +9,7 @@ lists. Nothing here reads a file or a clock.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ import numpy as np
 from .keywords import Phrase, find_phrases
 
 FRAME_S = 0.02
+_WORD = re.compile(r"[\w']+")
 
 Span = tuple[float, float]  # (start, end) seconds into the recording
 
@@ -120,12 +122,12 @@ def gap_offsets(started: str, gaps: Iterable[Mapping[str, Any]]) -> list[float]:
 def missing_phrases(agent_text: str, script: Mapping[str, Sequence[str]]) -> list[str]:
     """Items of a queue's script the agent did not say (an item is said when any of its
     phrases appears in the agent's transcript, words in order)."""
-    padded = f" {' '.join(agent_text.lower().split())} "
-    return [
-        item
-        for item, phrases in script.items()
-        if not any(f" {' '.join(p.lower().split())} " in padded for p in phrases)
-    ]
+
+    def norm(text: str) -> str:
+        return f" {' '.join(_WORD.findall(text.lower()))} "
+
+    said = norm(agent_text)
+    return [item for item, phrases in script.items() if not any(norm(p) in said for p in phrases)]
 
 
 def qa_flags(

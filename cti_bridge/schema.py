@@ -104,7 +104,7 @@ def vocabulary_schemas(classes: Iterable[type]) -> dict[str, dict[str, Any]]:
             continue
         first = schemas[name]
         bare = {k: v for k, v in first.items() if k != "$schema"}
-        variants = first["anyOf"] if "anyOf" in first else [bare]
+        variants = first.get("anyOf", [bare])
         schemas[name] = {
             "$schema": first["$schema"],
             "title": name,

@@ -104,10 +104,15 @@ async def test_live_cues_then_transcript_qa_and_sentiment(tmp_path: Path) -> Non
 
         stamper = asyncio.create_task(stamp())
         callers = [
-            dial(server, "caller_speech", tmp_path, keys={"caller": n, "speech_pcap": str(p), "talk_ms": talk[n]},
-                 timeout=90).start()
+            dial(
+                server,
+                "caller_speech",
+                tmp_path,
+                keys={"caller": n, "speech_pcap": str(p), "talk_ms": talk[n]},
+                timeout=90,
+            ).start()
             for n, p in pcaps.items()
-        ]  # fmt: skip
+        ]
         for c in callers:
             assert await asyncio.to_thread(c.wait, 90) == 0, c.summary()
         await client.wait_for(
