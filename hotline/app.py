@@ -218,7 +218,7 @@ class Server:
             profiles_config=config.profiles,
             resume_policy=profiles.ResumePolicy(window=pc.resume_window),
         )
-        self.cues = build_cues(config, self._submit, self.endpoint)  # live cues; None when off
+        self.cues = build_cues(config, self._submit, self._publish, self.endpoint)  # live cues; None when off
         self.qa = build_qa(config, self._submit, self._spawn)  # post-call transcripts; None when off
         self._inputs: deque[inp.Input] = deque()
         self._driving = False

@@ -186,6 +186,7 @@ class AnalyticsConfig:
     channels: tuple[str, ...] = ("caller",)  # legs heard live: "caller", "agent"
     while_queued: bool = True  # hear callers waiting in a queue too (agitation can raise priority)
     workers: int = 1  # cue worker processes (pocketsphinx holds the GIL: never in the server process)
+    max_streams: int = 20  # tapped legs per worker; beyond, new calls get no live cues (alert.raised)
     audio_dir: str = "/dev/shm/hotline/cues"  # tmpfs: each tapped leg is recorded here and tailed
     poll_interval: float = 0.1  # seconds between reads of the taps
     recognizers: dict[str, str] = field(

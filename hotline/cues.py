@@ -30,6 +30,7 @@ from analytics.prosody import ProsodyConfig
 from calls import effects as fx
 from calls import inputs as inp
 from calls.cues import CuePolicy
+from telephony.asr import AlertCleared, AlertRaised
 
 from .config import AnalyticsConfig, Config
 from .cueworker import WorkerSettings, main
@@ -63,6 +64,7 @@ class CueService:
         tap: Callable[[str, Path, bool], None],
         pause_tap: Callable[[str, Path, bool], None],
         untap: Callable[[str, Path], None],
+        publish: Callable[[object], None] = lambda event: None,
     ) -> None:
         self.config = config
         self.settings = WorkerSettings(
@@ -73,6 +75,8 @@ class CueService:
             min_confidence=config.min_confidence,
         )
         self._submit, self._tap, self._pause_tap, self._untap = submit, tap, pause_tap, untap
+        self._publish = publish
+        self.overloaded = False
         self.audio_dir = Path(config.audio_dir).expanduser()
         self.workers: list[_Worker] = []
         self.calls: dict[str, _Tapped] = {}
@@ -141,9 +145,46 @@ class CueService:
             case fx.StopCues(call_id=cid, channels=channels):
                 self._stop_call(cid, channels)
 
+    @property
+    def streams(self) -> int:
+        return sum(len(t.taps) for t in self.calls.values())
+
+    def _capacity(self) -> int:
+        return max(1, self.config.max_streams) * len(self.workers)
+
+    def _load_changed(self) -> None:
+        """alert.raised analytics.overload when the taps reach capacity; cleared under 80 %."""
+        n, cap = self.streams, self._capacity()
+        if not self.overloaded and n >= cap:
+            self.overloaded = True
+            log.warning("cues_overloaded", streams=n, capacity=cap)
+            self._publish(
+                AlertRaised(
+                    code="analytics.overload",
+                    message=f"{n} legs have live cues, the most [analytics] workers x max_streams allow; "
+                    "new calls get none until load falls (add workers or cores)",
+                    value=float(n),
+                    limit=float(cap),
+                )
+            )
+        elif self.overloaded and n <= 0.8 * cap:
+            self.overloaded = False
+            self._publish(
+                AlertCleared(
+                    code="analytics.overload",
+                    message=f"live cues for new calls again ({n} legs)",
+                    value=float(n),
+                    limit=0.8 * cap,
+                )
+            )
+
     def _start(self, e: fx.StartCues) -> None:
         if not self.workers:
             raise RuntimeError("no cue worker is running")
+        if self.streams + len(e.taps) > self._capacity():
+            self._load_changed()
+            self._submit(inp.CuesFailed(call_id=e.call_id, error="overloaded: no live cues for this call"))
+            return
         tapped = self.calls.get(e.call_id)
         if tapped is None:
             worker = min(self.workers, key=lambda w: len(w.calls))  # the least loaded
@@ -156,6 +197,7 @@ class CueService:
             self._tap(leg, path, e.paused)
             tapped.taps[channel] = (leg, path)
             self._send(tapped.worker, ("start", e.call_id, channel, str(path), e.language, e.paused))
+        self._load_changed()
 
     def _stop_call(self, call_id: str, channels: tuple[str, ...]) -> None:
         tapped = self.calls.get(call_id)
@@ -174,6 +216,7 @@ class CueService:
             del self.calls[call_id]
             if tapped.worker < len(self.workers):
                 self.workers[tapped.worker].calls.discard(call_id)
+        self._load_changed()
 
     def _send(self, index: int, msg: tuple[Any, ...]) -> None:
         try:
@@ -258,7 +301,9 @@ def cue_policy(config: Config) -> CuePolicy | None:
     )
 
 
-def build_cues(config: Config, submit: Callable[[inp.Input], None], endpoint: Any) -> CueService | None:
+def build_cues(
+    config: Config, submit: Callable[[inp.Input], None], publish: Callable[[object], None], endpoint: Any
+) -> CueService | None:
     """The one wiring point of live cues: None unless [analytics] enabled."""
     if not config.analytics.enabled:
         return None
@@ -269,4 +314,5 @@ def build_cues(config: Config, submit: Callable[[inp.Input], None], endpoint: An
         tap=lambda leg, path, paused: endpoint.tap(leg, path, paused=paused),
         pause_tap=endpoint.pause_tap,
         untap=endpoint.untap,
+        publish=publish,
     )
