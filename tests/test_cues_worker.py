@@ -126,3 +126,24 @@ async def test_a_worker_that_dies_is_replaced_and_its_calls_are_told(tmp_path: P
         assert not service.calls
     finally:
         await service.stop()
+
+
+async def test_beyond_capacity_new_calls_get_no_cues_and_an_alert(tmp_path: Path) -> None:
+    got: list[inp.Input] = []
+    published: list[object] = []
+    config = AnalyticsConfig(enabled=True, audio_dir=str(tmp_path / "cues"), max_streams=1)
+    nothing = lambda *a: None  # noqa: E731  (no legs here: the taps are not exercised)
+    service = CueService(
+        config, {"en": "pocketsphinx"}, got.append, nothing, nothing, nothing, published.append
+    )
+    service.start()
+    try:
+        service.run(fx.StartCues(call_id="c1", taps=(("caller", "l1"),), language="en"))
+        service.run(fx.StartCues(call_id="c2", taps=(("caller", "l2"),), language="en"))
+        assert [(type(e).__name__, e.call_id) for e in got] == [("CuesFailed", "c2")]
+        assert [(e.wire, e.code) for e in published] == [("alert.raised", "analytics.overload")]
+        assert set(service.calls) == {"c1"}
+        service.run(fx.StopCues(call_id="c1"))
+        assert [e.wire for e in published] == ["alert.raised", "alert.cleared"]
+    finally:
+        await service.stop()
