@@ -281,8 +281,9 @@ async def purge(
             qa_tables = [str(r[0]) for r in await cur.fetchall()]  # transcripts go with their calls
         for chunk in _chunks(sorted(done), 500):
             await db.execute(f"DELETE FROM calls WHERE call_id IN ({','.join('?' * len(chunk))})", chunk)
+            marks = ",".join("?" * len(chunk))
             for table in qa_tables:
-                await db.execute(f"DELETE FROM {table} WHERE call_id IN ({','.join('?' * len(chunk))})", chunk)
+                await db.execute(f"DELETE FROM {table} WHERE call_id IN ({marks})", chunk)
         await db.commit()
         report.calls = len(done)
     try:

@@ -145,7 +145,9 @@ def test_transcripts_and_qa_go_with_their_calls(calls: Calls) -> None:
             " created_at) VALUES (?, ?, 'en', 'pocketsphinx', 1, '{}', '', '', '')",
             (f"{cid}.wav", cid),
         )
-        conn.execute("INSERT INTO qa_text (text, recording, call_id) VALUES ('a complaint', ?, ?)", (cid, cid))
+        conn.execute(
+            "INSERT INTO qa_text (text, recording, call_id) VALUES ('a complaint', ?, ?)", (cid, cid)
+        )
     conn.commit()
     conn.close()
     calls.files("a1b2c3d4e5f60001.qa.json", "a1b2c3d4e5f60001-2.qa.json", "a1b2c3d4e5f60003.qa.json")
