@@ -20,10 +20,23 @@ def test_shipped_config_loads_with_documented_keys() -> None:
     assert config.path(config.recordings.directory) == ROOT / "recordings"
     assert {q.name for q in config.acd.queues} == {"sales", "support", "operator"}
     text = (ROOT / "config.toml").read_text()
-    for section in ("server", "sip", "cti", "storage", "recordings", "flows", "prompts", "stats"):
+    for section in (
+        "server",
+        "sip",
+        "cti",
+        "storage",
+        "recordings",
+        "flows",
+        "prompts",
+        "stats",
+        "analytics",
+        "qa",
+    ):
         table = getattr(config, section)
         for name in table.__dataclass_fields__:
-            written = f"\n{name} = " in text or f"[[{section}.{name}]]" in text
+            written = (
+                f"\n{name} = " in text or f"[[{section}.{name}]]" in text or f"[{section}.{name}" in text
+            )
             assert written, f"[{section}] {name} is not in config.toml"
 
 
@@ -39,6 +52,11 @@ def test_shipped_config_loads_with_documented_keys() -> None:
         ),
         ("[[cti.tokens]]\nname='a'\nsecret='b'\n[[acd.agents]]\nid='1'\n", "'contact' is required"),
         ("[sip\n", "config.toml"),
+        ('[analytics]\nchannels = ["both"]\n', "analytics.channels"),
+        ('[analytics.actions]\ncomplaint = ["shout"]\n', "use alert, priority, screen_pop, summary"),
+        ("[analytics]\nagitation_level = 0.3\n", "agitation_clear <= agitation_level"),
+        ('[analytics.keywords.en]\na = ["x"]\nb = ["x"]\n', "analytics.keywords.en: phrase 'x' is in both"),
+        ('[analytics.recognizers]\nen = "whisper"\n', 'use "pocketsphinx" or "vosk:<model>"'),
     ],
 )
 def test_config_errors_name_the_key(tmp_path: Path, toml: str, message: str) -> None:
