@@ -1,7 +1,7 @@
 """Voice of the customer: live keyword streams per core, post-call transcription speed, and the
 CPU a bridged call costs with [analytics] on.
 
-Three parts (``--parts streams,rtf,sip``; all by default, each short):
+Four parts (``--parts streams,rtf,sip,accuracy``; all by default, each short):
 
 * **streams**: K live streams (the cue worker's pocketsphinx keyword spotter + the agitation
   meter, fed 100 ms chunks in real time, as a worker's poll loop does) in one process pinned
@@ -14,6 +14,9 @@ Three parts (``--parts streams,rtf,sip``; all by default, each short):
 * **sip**: the real server with N bridged calls (SIPp callers playing festival speech, a
   SIPp agent echoing it), [analytics] off, then on: CPU of the server process and of its cue
   worker processes over the talk time, per call.
+* **accuracy**: the default English keyword lists and the transcriber on 14 synthetic
+  sentences (7 with a keyword, 7 without, some near misses), three synthetic voices, through
+  a G.711 round trip: hits, misses, false alarms, word error rate. Synthetic speech only.
 
 Short by default (seconds). Longer, on a quiet machine:
 
@@ -221,6 +224,106 @@ def rtf_part(args: argparse.Namespace, work: Path) -> None:
     )
 
 
+# ------------------------------------------------------------------ accuracy
+#: (sentence, the category it should raise or None). Keywords of the default lists, in and out
+#: of context, and near misses that must not raise one.
+MATERIAL = [
+    ("I want to file a complaint about my bill.", "complaint"),
+    ("This is a formal complaint.", "complaint"),
+    ("Let me speak to your manager right now.", "complaint"),
+    ("I will report you to the regulator.", "regulator"),
+    ("I am going to call the ombudsman tomorrow.", "regulator"),
+    ("They told me to move my money to a safe account.", "fraud"),
+    ("Please transfer to this account before noon.", "fraud"),
+    ("I have no complaints, thank you very much.", None),
+    ("Can you tell me my balance please?", None),
+    ("I would like to change my address.", None),
+    ("My account number starts with four two seven.", None),
+    ("The manager of the store was very helpful.", None),
+    ("Thank you for calling, have a nice day.", None),
+    ("I want to pay my bill by card.", None),
+]
+
+
+def espeak_speech(text: str) -> np.ndarray:
+    import io
+    import subprocess
+
+    import soxr
+
+    raw = subprocess.run(
+        ["espeak-ng", "-v", "en-us", "--stdout", text], capture_output=True, check=True
+    ).stdout
+    with wave.open(io.BytesIO(raw)) as w:
+        rate = w.getframerate()
+        x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    return soxr.resample(x, rate, 8000).astype(np.int16)
+
+
+def through_the_phone(x: np.ndarray) -> np.ndarray:
+    """A G.711 mu-law round trip, as the call path does."""
+    from tests.peers import ulaw_encode
+
+    u = np.frombuffer(ulaw_encode(x), dtype=np.uint8).astype(np.int32)
+    u = ~u & 0xFF
+    sign, exp, man = u & 0x80, (u >> 4) & 7, u & 0x0F
+    mag = (((man << 3) + 0x84) << exp) - 0x84
+    return np.where(sign, -mag, mag).astype(np.int16)
+
+
+def wer(ref: str, hyp: str) -> tuple[int, int]:
+    import re
+
+    r, h = re.findall(r"[a-z']+", ref.lower()), re.findall(r"[a-z']+", hyp.lower())
+    d = list(range(len(h) + 1))
+    for i in range(1, len(r) + 1):
+        prev, d[0] = d[0], i
+        for j in range(1, len(h) + 1):
+            cur = min(d[j] + 1, d[j - 1] + 1, prev + (r[i - 1] != h[j - 1]))
+            prev, d[j] = d[j], cur
+    return d[len(h)], len(r)
+
+
+def accuracy_part(args: argparse.Namespace, work: Path) -> None:
+    from hotline.recognizers import PocketsphinxTranscriber
+
+    keywords = _default_keywords()["en"]
+    model = PocketsphinxModel(parse_phrases(keywords))
+    transcriber = PocketsphinxTranscriber()
+    voices = {
+        "festival slt": lambda t: english_speech(t),
+        "festival slt, 1.25x": lambda t: english_speech(t, tempo=1.25),
+        "espeak-ng": espeak_speech,
+    }
+    print("\n== keyword spotting and transcription on synthetic test speech (G.711 round trip)")
+    print(f"{'voice':>20} {'hits':>8} {'missed':>7} {'false':>6} {'WER':>7}")
+    for name, speak in voices.items():
+        hits = missed = false = errors = words = 0
+        for sentence, want in MATERIAL:
+            x = through_the_phone(
+                speech_timeline([(0.5, speak(sentence))], 0.5 + len(speak(sentence)) / 8000 + 1)
+            )
+            spotter, got = model.spotter(), []
+            lead = speech_timeline([(0.3, speak("Hello, I am calling about my account."))], 3.0)
+            spotter.feed(through_the_phone(lead))  # a first sentence, as in a call
+            for i in range(0, x.size, 800):
+                got += [h.category for h in spotter.feed(x[i : i + 800])]
+            if want is not None:
+                hits += want in got
+                missed += want not in got
+            false += sum(c != want for c in got)
+            if any(c != want for c in got):
+                print(f"   {name}: {sentence!r} raised {got}")
+            e, n = wer(sentence, " ".join(w.text for w in transcriber.transcribe(x)))
+            errors, words = errors + e, words + n
+        positives = sum(w is not None for _, w in MATERIAL)
+        print(f"{name:>20} {hits:>4}/{positives:<3} {missed:>7} {false:>6} {100 * errors / words:>6.1f}%")
+    print(
+        f"   {len(MATERIAL)} sentences, {sum(w is not None for _, w in MATERIAL)} with a keyword; "
+        "false = a category raised that the sentence does not have"
+    )
+
+
 # ----------------------------------------------------------------------- sip
 def sip_part(args: argparse.Namespace, work: Path) -> None:
     from tests.helpers import HotlineProcess
@@ -293,7 +396,7 @@ def sip_part(args: argparse.Namespace, work: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parts", default="streams,rtf,sip")
+    ap.add_argument("--parts", default="streams,rtf,sip,accuracy")
     ap.add_argument("--streams", default="4,8,16", help="stream counts to try on one core")
     ap.add_argument("--seconds", type=float, default=6.0, help="seconds per stream count")
     ap.add_argument("--qa-load", type=int, default=0, help="QA transcriber processes running meanwhile")
@@ -310,6 +413,8 @@ def main() -> None:
         rtf_part(args, work)
     if "sip" in parts:
         sip_part(args, work)
+    if "accuracy" in parts:
+        accuracy_part(args, work)
     print(f"(work files in {work})")
 
 
