@@ -242,3 +242,27 @@ def _with_sentiment(react):  # the profile lookup answers with a sentiment, as P
         react(e)
 
     return wrapped
+
+
+SENTIMENT_FLOW = """
+flow: main
+start: route
+nodes:
+  route:
+    type: branch
+    cases:
+      - {if: "caller.sentiment.label == 'negative' and caller.sentiment.trend == 'worse'", next: care}
+    default: sales
+  care: {type: queue, queue: support, priority: 7}
+  sales: {type: queue, queue: sales}
+"""
+
+
+def test_a_flow_branches_on_the_callers_sentiment() -> None:
+    from .callrig import compile_flows
+
+    rig = CallRig(flows=compile_flows(SENTIMENT_FLOW), config={"cues": CuePolicy()})
+    rig._react = _with_sentiment(rig._react)  # type: ignore[method-assign]
+    rig.arrive(settle=0.5)
+    call = rig.call("c1")
+    assert (call.phase, call.queue, call.priority) == (P.QUEUED, "support", 7)
