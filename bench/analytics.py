@@ -6,7 +6,8 @@ Four parts (``--parts streams,rtf,sip,accuracy``; all by default, each short):
 * **streams**: K live streams (the cue worker's pocketsphinx keyword spotter + the agitation
   meter, fed 100 ms chunks in real time, as a worker's poll loop does) in one process pinned
   to one core. A K "keeps up" when no poll falls more than 200 ms behind real time. With
-  ``--qa-load N`` N transcription processes (nice ``--qa-nice``) run flat out on the same
+  ``--qa-load N`` N transcription processes (nice ``--qa-nice``, SCHED_IDLE unless
+  ``--no-idle``, as the QA pool runs them) run flat out on the same
   cores meanwhile: does the post-call pool delay the live streams?
 * **rtf**: hotline.qa.analyze on a synthetic stereo call recording (festival speech on both
   channels, a planted silence): CPU seconds per audio second of the whole job (both channels
@@ -115,8 +116,10 @@ def run_streams(k: int, seconds: float, audio: np.ndarray, q: Any) -> None:
     q.put({"k": k, "cpu": cpu / seconds, "worst": worst, "p99": float(np.percentile(lags, 99)), "hits": hits})
 
 
-def qa_hog(path: str, nice: int) -> None:
-    os.nice(nice)
+def qa_hog(path: str, nice: int, idle: bool) -> None:
+    from hotline.qa import _init_worker
+
+    _init_worker(nice, idle)
     job = QaJob(
         call_id="hog",
         wav=path,
@@ -139,22 +142,30 @@ def streams_part(args: argparse.Namespace, work: Path) -> None:
     if args.qa_load:
         rec = write_call(work / "hog.wav", 30.0)
         hogs = [
-            ctx.Process(target=qa_hog, args=(str(rec), args.qa_nice), daemon=True)
+            ctx.Process(target=qa_hog, args=(str(rec), args.qa_nice, not args.no_idle), daemon=True)
             for _ in range(args.qa_load)
         ]
         for h in hogs:
             h.start()
         time.sleep(2.0)
-        print(f"   with {args.qa_load} QA transcriber(s) at nice {args.qa_nice} running flat out")
+        how = f"nice {args.qa_nice}" + ("" if args.no_idle else " + SCHED_IDLE")
+        print(f"   with {args.qa_load} QA transcriber(s) at {how} running flat out")
     print(f"{'streams':>8} {'CPU % core':>11} {'p99 late ms':>12} {'worst ms':>9} {'hits':>6}  keeps up")
     best = 0
     try:
         for k in [int(x) for x in args.streams.split(",")]:
             q = ctx.Queue()
             p = ctx.Process(target=run_streams, args=(k, args.seconds, audio, q))
+            hog0 = sum(cpu_seconds(h.pid) for h in hogs if h.is_alive())
             p.start()
             r = q.get(timeout=args.seconds * 4 + 60)
             p.join()
+            if hogs:
+                used = sum(cpu_seconds(h.pid) for h in hogs if h.is_alive()) - hog0
+                alive = sum(h.is_alive() for h in hogs)
+                print(
+                    f"   (the QA load: {alive} alive, {100 * used / args.seconds:.0f} % of a core meanwhile)"
+                )
             ok = r["worst"] < 0.2
             best = max(best, k) if ok else best
             print(
@@ -401,6 +412,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=6.0, help="seconds per stream count")
     ap.add_argument("--qa-load", type=int, default=0, help="QA transcriber processes running meanwhile")
     ap.add_argument("--qa-nice", type=int, default=10)
+    ap.add_argument("--no-idle", action="store_true", help="QA load without SCHED_IDLE (nice only)")
     ap.add_argument("--rtf-seconds", type=float, default=40.0, help="length of the recording transcribed")
     ap.add_argument("--calls", type=int, default=4)
     ap.add_argument("--talk", type=float, default=20.0, help="seconds of caller speech per call")

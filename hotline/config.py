@@ -214,6 +214,7 @@ class QaConfig:
     enabled: bool = False  # transcribe and score every call recording after the call
     workers: int = 1  # transcriber processes
     nice: int = 10  # added to their nice value: the kernel serves live calls first
+    idle: bool = True  # and SCHED_IDLE (Linux): they run only on otherwise idle CPU
     silence_seconds: float = 8.0  # a silence of both channels longer than this is flagged
     overtalk_seconds: float = 1.0  # both talking at once for longer than this counts as overtalk
     keep_sentiment: int = 10  # calls per caller whose sentiment the profile keeps
