@@ -27,6 +27,7 @@ import multiprocessing
 import os
 import sqlite3
 import sys
+import threading
 import time
 import wave
 from collections.abc import Callable, Mapping, Sequence
@@ -114,6 +115,16 @@ def _init_worker(nice: int, idle: bool = True) -> None:
     if idle and hasattr(os, "SCHED_IDLE"):
         with contextlib.suppress(OSError):
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    # a pool worker waits on its job queue forever if the server is killed (measured: it
+    # outlived a SIGKILLed parent); leave when the parent is gone
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="qa-parent-watch", daemon=True).start()
 
 
 def _read_stereo(path: str) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], int]:
