@@ -108,3 +108,13 @@ class Call:
     handed_over: bool = False  # an attended transfer gave the call to a colleague the ACD did not route
     handover_agent: str | None = None  # that colleague's agent id (not-ready "consult" until the end)
     transfers: list[dict[str, str | None]] = field(default_factory=list)  # attended transfers made
+    # live cues (calls/cues.py): what was heard, for the summary and later screen-pops
+    cues: list[dict[str, Any]] = field(default_factory=list)  # keyword/agitation cues (summary)
+    pop_cues: list[dict[str, Any]] = field(default_factory=list)  # cues for the next agent offered
+    cue_channels: set[str] = field(default_factory=set)  # channels tapped now ("caller", "agent")
+    cue_paused: bool = False  # the taps hear nothing (secure step, recording paused)
+    agitated: dict[str, bool] = field(default_factory=dict)  # channel -> above the level now
+    agitation_raised_at: dict[str, float] = field(default_factory=dict)  # channel -> last raise, monotonic
+    agitation_peak: float = 0.0  # highest agitation score heard (caller)
+    boosted: bool = False  # the queue priority was raised once for a cue
+    holds: list[list[float]] = field(default_factory=list)  # [start, end] monotonic seconds on hold (QA)

@@ -29,6 +29,7 @@ from . import effects as fx
 from . import events as ev
 from . import inputs as inp
 from .call import AgentLeg, Call
+from .cues import CueMixin, CuePolicy
 from .errors import CallUsageError, IllegalCallTransition
 from .floor import FloorMixin
 from .phases import IN_FLOW, LIVE, TRANSITIONS, CallPhase, CallTrigger
@@ -86,14 +87,16 @@ class ControllerConfig:
     publish_stats_every: float = 0.0  # seconds between queue.stats events; 0 = never
     dispositions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # per queue: wrap-up codes
     default_dispositions: tuple[str, ...] = ()  # codes for calls whose queue has none (and click-to-dial)
+    cues: CuePolicy | None = None  # live cues and post-call QA ([analytics]); None = off
 
 
 Work = Callable[[], None]
 
 
-class CallController(FloorMixin):
+class CallController(FloorMixin, CueMixin):
     """Every call of one server: phases, legs, recordings, the IVR and the ACD joined.
-    Supervisors, consultations and dispositions are in :class:`calls.floor.FloorMixin`."""
+    Supervisors, consultations and dispositions are in :class:`calls.floor.FloorMixin`; live
+    cues and post-call QA in :class:`calls.cues.CueMixin`."""
 
     def __init__(
         self,
@@ -127,6 +130,7 @@ class CallController(FloorMixin):
         self._tie = 0
         self._legs = 0  # legs this controller dialled (their ids)
         self._local_token = 0  # prompts the controller plays itself get negative tokens
+        self._qa_pending: dict[str, fx.AnalyzeRecording] = {}  # recording file name -> its QA job
         self._stats_publish_at: float | None = (
             now + config.publish_stats_every if config.publish_stats_every > 0 else None
         )
@@ -260,6 +264,11 @@ class CallController(FloorMixin):
                     self._step(call, lambda i: i.handle(reply, self._now))
             case inp.RecordingMerged():
                 self._recording_merged(event)
+                self._qa_merged(event)
+            case inp.KeywordHeard() | inp.AgitationMeasured() | inp.CuesFailed():
+                self._cue_input(event)
+            case inp.QaDone():
+                self._qa_done(event)
             case inp.EffectFailed(effect=effect, error=error):
                 self._effect_failed(effect, error)
             case inp.FlowsChanged(flows=flows, main=main):
@@ -557,6 +566,7 @@ class CallController(FloorMixin):
         if after is not None and call.phase is P.CONNECTED:
             # e.g. a post-call survey: the caller stays on the line
             self._finish_recordings(call)
+            self._cues_off(call)
             self._move(call, T.BACK_TO_FLOW)
             self._step(call, lambda i: i.jump(after, self._now))
             return
@@ -680,6 +690,7 @@ class CallController(FloorMixin):
                 skills=tuple(e.skills),
             )
         )
+        self._cues_on(call)
 
     def _preferred_agent(self, call: Call, queue: str) -> tuple[str | None, float]:
         """The agent tried alone first: one the flow or CRM named (variable `preferred_agent`),
@@ -701,6 +712,7 @@ class CallController(FloorMixin):
         """Secure input starts (or ends): every recorder of the call pauses (or resumes). A
         recording started meanwhile starts paused."""
         call.secure = paused
+        self._cues_pause(call, paused)
         if call.recording is not None or call.whole_call is not None:
             legs = tuple(leg for leg in (call.leg, call.agent_leg) if leg)
             self._emit(fx.PauseRecording(legs=legs, paused=paused))
@@ -765,6 +777,7 @@ class CallController(FloorMixin):
                     sidecar=sidecar,
                 )
             )
+            self._qa_recording(call, final)
             call.recording = None
         if call.voicemail is not None:
             self._emit(fx.StopRecording(leg=call.leg, paths=(call.voicemail,)))
@@ -862,7 +875,7 @@ class CallController(FloorMixin):
                     if call is not None:
                         self._work.append(functools.partial(self._settle_callback, call))
                 case _:
-                    self._publish(out)
+                    self._publish(self._with_cues(out))
                     if getattr(out, "wire", "").startswith("callback."):
                         callbacks_changed = True
         if callbacks_changed:
@@ -986,6 +999,7 @@ class CallController(FloorMixin):
     def _overflow(self, call: Call, kind: str, target: str) -> None:
         """The ACD gave the caller up to a voicemail box, a callback, or a node of their flow."""
         self._log(call, "overflow", kind=kind, target=target, queue=call.queue)
+        self._cues_off(call)  # the caller is no longer waiting for an agent
         if kind == "flow_node":
             self._move(call, T.BACK_TO_FLOW)
             call.queue, call.queued_at = None, None
@@ -1022,6 +1036,7 @@ class CallController(FloorMixin):
         self._emit(fx.StopPlay(call_id=call.call_id, leg=call.leg))
         self._emit(fx.Bridge(a=call.leg, b=rung.leg))
         self._start_recording(call, rung.leg)
+        self._cues_on(call)
         if call.interp is not None:
             self._step(call, lambda i: i.handle(ivr.AgentConnected(), self._now))
 
@@ -1048,6 +1063,7 @@ class CallController(FloorMixin):
         self._move(call, T.CALLBACK_KEPT if keep else T.ENDED)
         call.deadline = None
         self._close_ear(call)
+        self._cues_off(call)
         if self.router.has_call(call.call_id) and not call.outbound:
             self._acd_safe(acd.events.CallerHungUp(call_id=call.call_id))
         for rung in call.ringing.values():
@@ -1143,6 +1159,7 @@ class CallController(FloorMixin):
             "ivr_path": list(interp.path) if interp is not None else [],
             "inputs": [dict(i) for i in interp.inputs] if interp is not None else [],  # secure: masked
             "keywords": list(call.keywords),
+            **self._cue_summary(call),
             "escalation": interp.escalation if interp is not None else None,
             "queue": call.queue,
             "wait_seconds": round(wait, 3),
@@ -1237,6 +1254,7 @@ class CallController(FloorMixin):
             case inp.HoldCall(call_id=cid, hold=hold):
                 call = self._connected(cid)
                 self._emit(fx.Hold(leg=call.leg) if hold else fx.Retrieve(leg=call.leg))
+                self._note_hold(call, hold)
             case inp.BlindTransfer(call_id=cid, to=to):
                 call = self.call(cid)
                 if not call.leg:
@@ -1299,6 +1317,7 @@ class CallController(FloorMixin):
             assert call.agent_id is not None and call.agent_leg is not None
             self._floor_agent_moved(call)
             self._finish_recordings(call)  # both recorders close first
+            self._cues_off(call, ("agent",))
             leg, call.agent_leg = call.agent_leg, None  # detached: its BYE is not the agent hanging up
             self._by_leg.pop(leg, None)
             self._acd_safe(acd.events.AgentHungUp(call_id=call.call_id, agent_id=call.agent_id))
@@ -1314,6 +1333,7 @@ class CallController(FloorMixin):
             acd.events.CallEnqueued(call_id=call.call_id, queue=queue, priority=priority, data=data)
         )
         self._work.append(lambda: self._hold_music(call))
+        self._cues_on(call)
 
     def _hold_music(self, call: Call) -> None:
         if call.phase is P.QUEUED and (call.interp is None or call.interp.phase is ivr.Phase.DONE):
@@ -1348,6 +1368,7 @@ class CallController(FloorMixin):
             )
         self._emit(fx.PauseRecording(legs=legs, paused=paused))
         self._mark_gap(call, paused, "cti")
+        self._cues_pause(call, paused or call.secure)
 
     # ---------------------------------------------------------------- assist
     def _assist(self, call: Call, name: str) -> None:

@@ -259,6 +259,56 @@ class Log:
     fields: Mapping[str, Any] = field(default_factory=dict)
 
 
+# ------------------------------------------------------ voice of the customer
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartCues:
+    """Tap these legs for live cues (keywords, agitation): a tmpfs recorder per leg, tailed by a
+    cue worker process. Idempotent per channel. KeywordHeard / AgitationMeasured follow."""
+
+    call_id: str
+    taps: tuple[tuple[str, str], ...]  # (channel, leg): channel "caller" or "agent"
+    language: str  # picks the recognizer and the keyword lists ([analytics.recognizers])
+    paused: bool = False  # start paused (a secure step is going on)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PauseCues:
+    call_id: str
+    paused: bool  # true: the taps hear nothing (secure step, recording paused); false: again
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopCues:
+    call_id: str
+    channels: tuple[str, ...] = ()  # () = every tap of the call
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnalyzeRecording:
+    """Transcribe and score a finished recording in the QA pool: QaDone follows."""
+
+    call_id: str
+    wav: Path  # the stereo recording (caller left, agent right)
+    sidecar: Path  # its JSON sidecar (gaps, start time)
+    number: str  # the caller's number (unmasked: the profile keeps the sentiment)
+    language: str  # the call's language: picks the recognizer
+    queue: str | None
+    agent_id: str | None
+    cues: tuple[Mapping[str, Any], ...] = ()  # live cues heard on the call
+    holds: tuple[tuple[float, float], ...] = ()  # (start, end) seconds into the recording on hold
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordSentiment:
+    """Keep the call's sentiment in the caller's profile (the last N per number)."""
+
+    number: str
+    call_id: str
+    wall: float  # epoch seconds
+    score: float  # -1 (negative) .. 1 (positive)
+    label: str  # negative, neutral, positive
+
+
 Effect = (
     Answer
     | Hangup
@@ -292,4 +342,9 @@ Effect = (
     | RecordContact
     | Audit
     | Log
+    | StartCues
+    | PauseCues
+    | StopCues
+    | AnalyzeRecording
+    | RecordSentiment
 )

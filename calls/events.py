@@ -211,3 +211,70 @@ class DispositionSet:
     code: str  # one of the queue's configured dispositions
     note: str  # free text, "" for none
     during: str  # "talk" or "wrap_up"
+# ------------------------------------------------------ voice of the customer
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallKeyword:
+    """A configured phrase was heard on a call (live, docs/analytics.md)."""
+
+    wire: ClassVar[str] = "call.keyword"
+    call_id: str
+    channel: str  # "caller" or "agent"
+    category: str  # complaint, regulator, fraud, ... ([analytics.keywords.<language>])
+    word: str  # the phrase heard, as configured
+    confidence: float  # 0..1, the spotter's posterior
+    offset: float  # seconds from the call's start (offer) to the end of the phrase
+    agent_id: str | None = None  # the agent on the call, if any
+    queue: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallAgitation:
+    """A speaker's agitation (arousal from prosody, not emotion) crossed the configured level
+    (``agitated`` true), or fell back under the clear level after that (false)."""
+
+    wire: ClassVar[str] = "call.agitation"
+    call_id: str
+    channel: str  # "caller" or "agent"
+    agitated: bool  # true: rose to [analytics] agitation_level; false: fell under agitation_clear
+    score: float  # 0..1, the window's score
+    level: float  # the level it crossed
+    offset: float  # seconds from the call's start to the end of the window
+    agent_id: str | None = None
+    queue: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallAlert:
+    """alert.raised for a supervisor, about one call (a keyword category or agitation)."""
+
+    wire: ClassVar[str] = "alert.raised"
+    code: str  # "call.keyword" or "call.agitation"
+    message: str  # what a supervisor should know
+    value: float  # the confidence (keyword) or score (agitation)
+    limit: float  # the level crossed (agitation) or 0
+    call_id: str
+    category: str  # the keyword's category, or "agitation"
+    agent_id: str | None = None
+    queue: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QaReady:
+    """A recording's transcript and QA flags are stored (searchable: hotline qa search)."""
+
+    wire: ClassVar[str] = "qa.ready"
+    call_id: str
+    recording: str  # absolute path of the WAV analysed
+    sidecar: str  # absolute path of <call>.qa.json
+    sha256: str  # checksum of the sidecar's content (docs/analytics.md)
+    language: str
+    flags: Mapping[str, Any]  # talk time per channel, silences, overtalk, hold, keywords, missing phrases
+    sentiment: Mapping[str, Any]  # score -1..1, label, text score, mean agitation
+    words: int  # words transcribed, both channels
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QaFailed:
+    wire: ClassVar[str] = "qa.failed"
+    call_id: str
+    error: str  # what went wrong, for an operator

@@ -297,6 +297,55 @@ class PublishStats:
     """Time to publish queue.stats (every [stats] publish_every seconds)."""
 
 
+# ------------------------------------------------------ voice of the customer
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeywordHeard:
+    """A cue worker spotted a configured phrase on a tapped leg."""
+
+    call_id: str
+    channel: str  # "caller" or "agent"
+    phrase: str  # the configured phrase heard
+    category: str  # its category (complaint, regulator, fraud, ...)
+    confidence: float  # 0..1, the spotter's posterior
+    at: float  # monotonic seconds: the end of the phrase
+    start: float  # monotonic seconds: its start
+    latency: float = 0.0  # seconds from the end of the phrase to the report
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgitationMeasured:
+    """A cue worker scored a few seconds of a tapped leg (against the speaker's baseline)."""
+
+    call_id: str
+    channel: str
+    score: float  # 0..1
+    at: float  # monotonic seconds: end of the window
+    start: float  # monotonic seconds: start of the window
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CuesFailed:
+    call_id: str
+    error: str  # why the live cues of this call stopped (for an operator)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QaDone:
+    """An AnalyzeRecording job finished (``error`` set when it failed)."""
+
+    call_id: str
+    number: str  # the caller's number
+    wav: str = ""  # the recording analysed
+    sidecar: str = ""  # the <call>.qa.json written
+    sha256: str = ""  # checksum of that sidecar's content
+    language: str = ""
+    flags: Mapping[str, Any] | None = None  # the QA flags (docs/analytics.md)
+    sentiment: Mapping[str, Any] | None = None  # score, label, text, agitation
+    words: int = 0  # words transcribed (both channels)
+    error: str = ""
+    wall: float = 0.0  # epoch seconds the job finished
+
+
 Input = (
     CallArrived
     | LegAnswered
@@ -337,4 +386,8 @@ Input = (
     | ConsultCancel
     | Conference
     | SetDisposition
+    | KeywordHeard
+    | AgitationMeasured
+    | CuesFailed
+    | QaDone
 )

@@ -94,6 +94,21 @@ def event_schema(cls: type) -> dict[str, Any]:
 
 
 def vocabulary_schemas(classes: Iterable[type]) -> dict[str, dict[str, Any]]:
-    """{wire name: schema} for every event class, sorted by name."""
-    schemas = {wire_name(c): event_schema(c) for c in classes}
+    """{wire name: schema} for every event class, sorted by name. Two classes with one wire
+    name (``alert.raised`` about the server, and about one call) make one schema of either."""
+    schemas: dict[str, dict[str, Any]] = {}
+    for c in classes:
+        name, schema = wire_name(c), event_schema(c)
+        if name not in schemas:
+            schemas[name] = schema
+            continue
+        first = schemas[name]
+        bare = {k: v for k, v in first.items() if k != "$schema"}
+        variants = first.get("anyOf", [bare])
+        schemas[name] = {
+            "$schema": first["$schema"],
+            "title": name,
+            "description": first["description"],
+            "anyOf": [*variants, {k: v for k, v in schema.items() if k != "$schema"}],
+        }
     return dict(sorted(schemas.items()))

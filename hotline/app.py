@@ -34,10 +34,12 @@ from telephony import events as tev
 from . import edge, ops, outbound, profiles, proxy, reload, retention, trunks, web
 from .commands import Commands
 from .config import Config
+from .cues import build_cues, cue_policy
 from .flowset import agent_specs, known_skills, load_flows, prompt_ids, queue_specs
 from .jobs import Jobs
 from .promptcheck import startup_findings
 from .prompts import PromptResolver
+from .qa import build_qa
 from .speech import CallEar, SpeechService, vocabulary_warnings
 from .store import CallStore
 
@@ -114,6 +116,7 @@ class Server:
                 publish_stats_every=st.publish_every,
                 dispositions={q.name: q.dispositions for q in config.acd.queues},
                 default_dispositions=config.acd.dispositions,
+                cues=cue_policy(config),
             ),
             self.router,
             stats,
@@ -128,6 +131,7 @@ class Server:
         self.profiles = profiles.ProfileStore(
             config.path(pc.database or config.storage.database),
             http=profiles.HttpLookup(pc.http_url, pc.http_timeout) if pc.http_url else None,
+            keep_sentiment=config.qa.keep_sentiment,
         )
         self.watcher = reload.FlowWatcher(
             directory=config.path(config.flows.directory),
@@ -249,6 +253,8 @@ class Server:
             profiles_config=config.profiles,
             resume_policy=profiles.ResumePolicy(window=pc.resume_window),
         )
+        self.cues = build_cues(config, self._submit, self._publish, self.endpoint)  # live cues; None when off
+        self.qa = build_qa(config, self._submit, self._spawn)  # post-call transcripts; None when off
         self._inputs: deque[inp.Input] = deque()
         self._driving = False
         self._timer: asyncio.TimerHandle | None = None
@@ -293,6 +299,10 @@ class Server:
                 await self.edge.start()  # Kamailio first: the endpoint's requests go through it
             self.endpoint.start()
             self.ops.start()
+            if self.cues is not None:
+                self.cues.start()
+            if self.qa is not None:
+                self.qa.start()
             if self.speech is not None:
                 self.speech.start()  # models load in the background; until then, DTMF only
             records = [acd.CallbackRecord.from_dict(r) for r in await self.store.load_callbacks()]
@@ -326,6 +336,8 @@ class Server:
             self._submit(inp.Shutdown())  # every call ends "shutdown"; statistics are saved
         for call_id in list(self._ears):
             self._close_ear(call_id)
+        if self.cues is not None:
+            await self.cues.stop()  # the taps go before the legs
         await self.endpoint.shutdown()  # the legs' ends come through the controller while it pumps
         if self.edge is not None:
             await self.edge.stop()  # after the endpoint: its BYEs went out through Kamailio
@@ -336,6 +348,8 @@ class Server:
             self._timer = None
         if self._background:
             await asyncio.wait(self._background, timeout=10)
+        if self.qa is not None:
+            self.qa.stop()
         await self.cti.stop()
         self.audit.close()
         if self.mqtt is not None:
@@ -544,6 +558,14 @@ class Server:
             case fx.SaveIntervals(queue_rows=q, agent_rows=a):
                 self.store.save_intervals("queue_intervals", "queue", [dict(r) for r in q])
                 self.store.save_intervals("agent_intervals", "agent_id", [dict(r) for r in a])
+            case fx.StartCues() | fx.PauseCues() | fx.StopCues():
+                if self.cues is not None:
+                    self.cues.run(effect)
+            case fx.AnalyzeRecording():
+                if self.qa is not None:
+                    self.qa.run(effect)
+            case fx.RecordSentiment():
+                self.jobs.run(effect)
             case fx.Log(call_id=cid, event=name, level=level, fields=fields):
                 getattr(log, level)(name, call_id=cid, **fields)
 

@@ -217,6 +217,10 @@ def _owned(name: str, argv: list[str]) -> int:
         from .speechcli import models_main
 
         return models_main(argv)
+    if name == "qa":
+        from . import qa
+
+        return int(qa.cli_main(argv))
     if name == "agents":
         from .credentials import cli_main as agents_main
 
@@ -239,6 +243,7 @@ OWNED = {
     "retention": "`hotline retention purge [--days N] [--dry-run]`: purge old calls now",
     "prompts": "`hotline prompts build [--config FILE]`: speak every static prompt into the TTS cache",
     "models": "`hotline models list [--config FILE] [--load]` | `install LANG`: Vosk speech models",
+    "qa": 'call transcripts: `hotline qa search "complaint" [--from --to --queue --agent]` | `show CALL`',
     "agents": "`hotline agents passwd ID` | `list` [--config FILE]: agents' SIP passwords (HA1 only)",
     "proxy": "`hotline proxy config [--config FILE] [--write]`: the Kamailio config",
 }

@@ -248,6 +248,62 @@ class SpeechConfig:
     poll_interval: float = 0.01  # seconds between reads of the ear file
 
 
+def _default_keywords() -> dict[str, dict[str, tuple[str, ...]]]:
+    return {
+        "en": {
+            "complaint": ("complaint", "file a complaint", "speak to your manager"),
+            "regulator": ("regulator", "ombudsman"),
+            "fraud": ("safe account", "transfer to this account"),
+        }
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsConfig:
+    enabled: bool = False  # live cues (keywords, agitation) on calls waiting for or talking to an agent
+    channels: tuple[str, ...] = ("caller",)  # legs heard live: "caller", "agent"
+    while_queued: bool = True  # hear callers waiting in a queue too (agitation can raise priority)
+    workers: int = 1  # cue worker processes (pocketsphinx holds the GIL: never in the server process)
+    max_streams: int = 20  # tapped legs per worker; beyond, new calls get no live cues (alert.raised)
+    audio_dir: str = "/dev/shm/hotline/cues"  # tmpfs: each tapped leg is recorded here and tailed
+    poll_interval: float = 0.1  # seconds between reads of the taps
+    recognizers: dict[str, str] = field(
+        default_factory=lambda: {"en": "pocketsphinx"}
+    )  # language -> "pocketsphinx" or "vosk:<model dir | package:NAME>"; [speech.models] fill the rest
+    keywords: dict[str, dict[str, tuple[str, ...]]] = field(
+        default_factory=_default_keywords
+    )  # language -> category -> phrases ("phrase /1e-25/" sets a phrase's threshold)
+    actions: dict[str, tuple[str, ...]] = field(
+        default_factory=dict
+    )  # category -> what a hit does: alert, priority, screen_pop, summary
+    default_actions: tuple[str, ...] = ("alert", "screen_pop", "summary")  # a category not in `actions`
+    min_confidence: float = 0.5  # vosk spotter: least word confidence of a phrase
+    agitation_level: float = 0.6  # 0..1: call.agitation when a window's score reaches it ...
+    agitation_clear: float = 0.4  # ... and again (cleared) once one falls under this
+    agitation_min_interval: float = 30.0  # seconds between two raises on one channel
+    agitation_actions: tuple[str, ...] = ("alert", "priority", "screen_pop", "summary")
+    agitation_window: float = 3.0  # seconds of audio per agitation score
+    baseline_seconds: float = 6.0  # seconds of the caller's first speech that make their baseline
+    priority_boost: int = 3  # the "priority" action: added once to a queued caller's priority
+
+
+@dataclass(frozen=True, slots=True)
+class QaConfig:
+    enabled: bool = False  # transcribe and score every call recording after the call
+    workers: int = 1  # transcriber processes
+    nice: int = 10  # added to their nice value: the kernel serves live calls first
+    idle: bool = True  # and SCHED_IDLE (Linux): they run only on otherwise idle CPU
+    silence_seconds: float = 8.0  # a silence of both channels longer than this is flagged
+    overtalk_seconds: float = 1.0  # both talking at once for longer than this counts as overtalk
+    keep_sentiment: int = 10  # calls per caller whose sentiment the profile keeps
+    lexicons: dict[str, str] = field(
+        default_factory=dict
+    )  # language -> VADER-format lexicon file; en = VADER's own
+    scripts: dict[str, dict[str, tuple[str, ...]]] = field(
+        default_factory=dict
+    )  # queue -> item -> phrases the agent should say (any one)
+
+
 @dataclass(frozen=True, slots=True)
 class RelaxConfig:
     after: float  # seconds of waiting after which this step applies
@@ -325,6 +381,8 @@ class Config:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     alerts: tuple[AlertRuleConfig, ...] | None = None  # no [[alerts]]: the built-in rules
+    analytics: AnalyticsConfig = field(default_factory=AnalyticsConfig)
+    qa: QaConfig = field(default_factory=QaConfig)
     mqtt: MqttConfig | None = None  # no [mqtt] table: nothing MQTT runs
     proxy: ProxyConfig | None = None  # no [proxy] table: hotline answers SIP itself, no registrar
     trunks: tuple[TrunkConfig, ...] = ()
@@ -334,6 +392,15 @@ class Config:
         """A configured path, with ~ expanded and relative to the config file."""
         p = Path(value).expanduser()
         return p if p.is_absolute() else self.base_dir / p
+
+    def recognizers(self) -> dict[str, str]:
+        """[analytics.recognizers], plus "vosk:<model>" for each [speech.models] language not in it."""
+        out = {lang: f"vosk:{spec}" for lang, spec in self.speech_models().items()}
+        for lang, spec in self.analytics.recognizers.items():
+            out[lang] = spec if not spec.startswith("vosk:") or spec.startswith("vosk:package:") else (
+                "vosk:" + str(self.path(spec[5:]))
+            )
+        return out
 
     def speech_models(self) -> dict[str, str]:
         """[speech.models] with model paths made relative to the config file (package:NAME as is)."""
@@ -575,6 +642,39 @@ def _problems(config: Config, where: str, failed: set[str]) -> list[str]:
             out.append(f"{at}: for_seconds must be 0 or more")
         if rule.queue and acd_ok and rule.queue not in queues:
             out.append(f"{at}: queue '{rule.queue}' is not a queue")
+    if "analytics" not in failed:
+        out += _analytics_problems(config, where)
+    return out
+
+
+def _analytics_problems(config: Config, where: str) -> list[str]:
+    out: list[str] = []
+    a = config.analytics
+    bad_channels = set(a.channels) - {"caller", "agent"}
+    if bad_channels:
+        out.append(f"{where}: analytics.channels: {sorted(bad_channels)}; use caller and/or agent")
+    for category, actions in [*a.actions.items(), ("default_actions", a.default_actions),
+                              ("agitation_actions", a.agitation_actions)]:  # fmt: skip
+        bad = set(actions) - {"alert", "priority", "screen_pop", "summary"}
+        if bad:
+            out.append(
+                f"{where}: analytics actions of {category}: {sorted(bad)}; "
+                "use alert, priority, screen_pop, summary"
+            )
+    if not 0 <= a.agitation_clear <= a.agitation_level <= 1:
+        out.append(f"{where}: analytics: need 0 <= agitation_clear <= agitation_level <= 1")
+    from analytics.keywords import KeywordError, parse_phrases
+
+    for language, lists in a.keywords.items():
+        try:
+            parse_phrases(lists)
+        except KeywordError as exc:
+            out.append(f"{where}: analytics.keywords.{language}: {exc}")
+    for language, spec in a.recognizers.items():
+        if spec != "pocketsphinx" and not (spec.startswith("vosk:") and len(spec) > 5):
+            out.append(
+                f'{where}: analytics.recognizers.{language} = "{spec}": use "pocketsphinx" or "vosk:<model>"'
+            )
     return out
 
 

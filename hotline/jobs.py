@@ -109,6 +109,9 @@ class Jobs:
                 self.spawn(self.lookup(cid, request))
             case fx.RecordContact():
                 self.spawn(self.record_contact(effect))
+            case fx.RecordSentiment():
+                e = effect
+                self.spawn(self.profiles.record_sentiment(e.number, e.call_id, e.wall, e.score, e.label))
             case _:
                 raise TypeError(f"not a job: {effect!r}")
 

@@ -62,6 +62,14 @@ CREATE TABLE IF NOT EXISTS caller_contacts (
     cause           TEXT NOT NULL                    -- call.ended cause
 );
 CREATE INDEX IF NOT EXISTS caller_contacts_by_number ON caller_contacts (number, ended_at);
+CREATE TABLE IF NOT EXISTS caller_sentiment (
+    call_id   TEXT PRIMARY KEY,
+    number    TEXT NOT NULL,                         -- normalized caller number
+    at        REAL NOT NULL,                         -- epoch seconds the call's QA finished
+    score     REAL NOT NULL,                         -- -1 (negative) .. 1 (positive), docs/analytics.md
+    label     TEXT NOT NULL                          -- negative, neutral, positive
+);
+CREATE INDEX IF NOT EXISTS caller_sentiment_by_number ON caller_sentiment (number, at);
 """
 
 DEFAULT_TIERS = ("standard", "silver", "gold", "platinum")
@@ -231,6 +239,21 @@ def resume_offer(
     )
 
 
+def sentiment_variable(rows: Sequence[tuple[float, str]]) -> dict[str, Any]:
+    """``caller.sentiment`` from the number's kept (score, label) rows, newest first: the last
+    call's score and label, the trend against the calls before it, and the history."""
+    from analytics.qa import trend
+
+    scores = [r[0] for r in rows]
+    return {
+        "last": scores[0] if scores else None,
+        "label": rows[0][1] if rows else "",
+        "trend": trend(scores),
+        "calls": len(rows),
+        "history": scores,
+    }
+
+
 def caller_variables(
     number: str,
     profile: Mapping[str, Any] | None,
@@ -238,6 +261,7 @@ def caller_variables(
     offer: ResumeOffer | None = None,
     *,
     now_wall: float,
+    sentiment: Sequence[tuple[float, str]] = (),
 ) -> dict[str, Any]:
     """The ``caller`` variable of a new call: every key present, whether known or not,
     so flows can test ``caller.tier == "gold"`` or ``caller.returning`` safely."""
@@ -252,6 +276,8 @@ def caller_variables(
         "contacts_recent": len(recent),
         "returning": offer is not None,
         "resume": offer.as_variable() if offer is not None else {},
+        "sentiment": sentiment_variable(sentiment),
+        "last_sentiment": sentiment[0][0] if sentiment else None,
     }
 
 
@@ -356,14 +382,18 @@ def show(
             "SELECT * FROM caller_contacts WHERE number = ? AND ended_at >= ? ORDER BY ended_at DESC",
             (normalized, now_wall - within),
         ).fetchall()
+        feelings = conn.execute(
+            "SELECT score, label FROM caller_sentiment WHERE number = ? ORDER BY at DESC", (normalized,)
+        ).fetchall()
     finally:
         conn.close()
-    if row is None and not contacts:
+    if row is None and not contacts and not feelings:
         return None
     out: dict[str, Any] = {"number": normalized, "profile": None, "recent": []}
     if row is not None:
         out["profile"] = {**_profile_row(row, "db"), "notes": row["notes"], "updated_at": row["updated_at"]}
     out["recent"] = [dataclasses.asdict(_contact_row(c)) for c in contacts]
+    out["sentiment"] = sentiment_variable([(r[0], r[1]) for r in feelings])
     return out
 
 
@@ -389,7 +419,9 @@ class ProfileStore:
         http: HttpLookup | None = None,
         tiers: Collection[str] = DEFAULT_TIERS,
         contacts_retain: float = 7 * 86_400.0,  # seconds a contact is kept
+        keep_sentiment: int = 10,  # calls per number whose sentiment is kept
     ) -> None:
+        self.keep_sentiment = keep_sentiment
         self.path = path
         self.http = http
         self.tiers = tuple(tiers)
@@ -508,6 +540,35 @@ class ProfileStore:
         )
         await db.commit()
 
+    async def record_sentiment(self, number: str, call_id: str, at: float, score: float, label: str) -> None:
+        """Keep a call's sentiment (QA) for its number; only the newest ``keep_sentiment`` stay."""
+        normalized = normalize_number(number)
+        if normalized is None:
+            return
+        db = self._conn()
+        await db.execute(
+            "INSERT OR REPLACE INTO caller_sentiment (call_id, number, at, score, label)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (call_id, normalized, at, score, label),
+        )
+        await db.execute(
+            "DELETE FROM caller_sentiment WHERE number = ? AND call_id NOT IN"
+            " (SELECT call_id FROM caller_sentiment WHERE number = ? ORDER BY at DESC LIMIT ?)",
+            (normalized, normalized, max(1, self.keep_sentiment)),
+        )
+        await db.commit()
+
+    async def sentiment(self, number: str) -> list[tuple[float, str]]:
+        """The kept (score, label) of the number's calls, newest first."""
+        normalized = normalize_number(number)
+        if normalized is None:
+            return []
+        async with self._conn().execute(
+            "SELECT score, label FROM caller_sentiment WHERE number = ? ORDER BY at DESC", (normalized,)
+        ) as cur:
+            rows = await cur.fetchall()
+        return [(float(r[0]), str(r[1])) for r in rows]
+
     async def recent(self, number: str, within_seconds: float, now_wall: float) -> list[Contact]:
         """The number's calls that ended in the last ``within_seconds``, newest first."""
         normalized = normalize_number(number)
@@ -534,7 +595,8 @@ class ProfileStore:
         recent = await self.recent(number, max(recent_within, policy.window), now_wall)
         offer = resume_offer(recent, now_wall, policy, node_exists=node_exists)
         shown = [c for c in recent if now_wall - c.ended_at <= recent_within]
-        return caller_variables(number, profile, shown, offer, now_wall=now_wall), offer
+        sentiment = await self.sentiment(number)
+        return caller_variables(number, profile, shown, offer, now_wall=now_wall, sentiment=sentiment), offer
 
 
 # -------------------------------------------------------------------------- CLI

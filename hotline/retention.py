@@ -44,7 +44,7 @@ log = structlog.get_logger("hotline.retention")
 DAY = 86_400.0  # seconds
 STALE_GRACE = DAY  # seconds before the cutoff that a call without ended_at counts as lost
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
-_SEGMENT = re.compile(r"(?P<id>.+)-(?P<n>\d+)(?P<ext>\.wav|\.json|\.json\.partial)")
+_SEGMENT = re.compile(r"(?P<id>.+)-(?P<n>\d+)(?P<ext>\.wav|\.qa\.json|\.json|\.json\.partial)")
 _PART_SEGMENT = re.compile(r"(?P<id>.+)-(?P<n>\d+)-(?:caller|agent)\.wav")
 _AT = re.compile(r"(\d{1,2}):(\d{2})")
 
@@ -73,7 +73,7 @@ def recording_names(call_id: str) -> tuple[list[str], list[str]]:
     Segments ``-<N>`` are matched against directory listings by :func:`purge`."""
     top = [
         f"{call_id}{stem}{ext}" for stem in ("", "-voicemail") for ext in (".wav", ".json", ".json.partial")
-    ]
+    ] + [f"{call_id}.qa.json"]  # the transcript and QA flags (docs/analytics.md)
     return top, [f"{call_id}-caller.wav", f"{call_id}-agent.wav"]
 
 
@@ -182,7 +182,7 @@ def _index(names: Iterable[str], pattern: re.Pattern[str]) -> dict[str, list[str
 
 def _owner(name: str) -> str:
     """The call id a file name would belong to without a segment: "a-2.json" -> "a-2"."""
-    for suffix in (".json.partial", ".json", ".wav", "-caller", "-agent"):
+    for suffix in (".json.partial", ".qa.json", ".json", ".wav", "-caller", "-agent"):
         name = name.removesuffix(suffix)
     return name
 
@@ -281,8 +281,13 @@ async def purge(
             return report
         done, report.recordings, report.failed = await asyncio.to_thread(_delete, files)
         report.kept = len(files) - len(done)
+        async with db.execute("SELECT name FROM sqlite_master WHERE name IN ('qa_calls', 'qa_text')") as cur:
+            qa_tables = [str(r[0]) for r in await cur.fetchall()]  # transcripts go with their calls
         for chunk in _chunks(sorted(done), 500):
             await db.execute(f"DELETE FROM calls WHERE call_id IN ({','.join('?' * len(chunk))})", chunk)
+            marks = ",".join("?" * len(chunk))
+            for table in qa_tables:
+                await db.execute(f"DELETE FROM {table} WHERE call_id IN ({marks})", chunk)
         await db.commit()
         report.calls = len(done)
     try:

@@ -196,7 +196,7 @@ class _Call(pj.Call):  # type: ignore[misc]
 class _Leg:
     """Our bookkeeping for one pjsua2 call: the call and the media attached to it."""
 
-    __slots__ = ("call", "ear", "mixed", "paused", "player", "player_token", "recorders")
+    __slots__ = ("call", "ear", "mixed", "paused", "player", "player_token", "recorders", "taps")
 
     def __init__(self, call: _Call) -> None:
         self.call = call
@@ -206,6 +206,7 @@ class _Leg:
         self.ear: pj.AudioMediaRecorder | None = None  # the speech recognizer's tap (tmpfs file)
         self.paused = False
         self.mixed: list[str] = []  # other legs whose audio also feeds this leg's recorders
+        self.taps: dict[Path, tuple[pj.AudioMediaRecorder, bool]] = {}  # live-cue taps: path -> (rec, paused)
 
 
 class Endpoint:
@@ -397,6 +398,7 @@ class Endpoint:
         for leg in self._legs.values():
             leg.player = None
             leg.ear = None
+            leg.taps.clear()
             self._close_recorders(leg)
         self._legs.clear()  # drops the Call objects
         for extra in [*self._registrations, *self._trunk_accounts.values(), *self._media_accounts.values()]:
@@ -438,6 +440,7 @@ class Endpoint:
         if leg is not None:  # media first, then the call
             leg.player = None
             leg.ear = None
+            leg.taps.clear()
             self._close_recorders(leg)
         for other in self._legs.values():  # its port left the bridge with it
             if leg_id in other.mixed:
@@ -666,6 +669,33 @@ class Endpoint:
         leg = self._legs.get(leg_id)
         if leg is not None:
             leg.ear = None  # the destructor closes the file and frees the port
+
+    def tap(self, leg_id: str, path: Path, *, paused: bool = False) -> None:
+        """Record the leg's audio to ``path`` (tmpfs) for the live cues, which a cue worker
+        process tails: no Python on the media clock. Independent of the call recording and of
+        the IVR's ear; ``paused``: created silent (a secure step is going on)."""
+        leg = self._leg(leg_id)
+        self.untap(leg_id, path)
+        rec = pj.AudioMediaRecorder()
+        rec.createRecorder(str(path))
+        if not paused:
+            leg.call.getAudioMedia(-1).startTransmit(rec)
+        leg.taps[path] = (rec, paused)
+
+    def pause_tap(self, leg_id: str, path: Path, paused: bool) -> None:
+        """Stop (or resume) feeding a tap: nothing said meanwhile reaches the file."""
+        leg = self._legs.get(leg_id)
+        entry = leg.taps.get(path) if leg is not None else None
+        if leg is None or entry is None or entry[1] == paused or leg.call.ended:
+            return
+        media = leg.call.getAudioMedia(-1)
+        (media.stopTransmit if paused else media.startTransmit)(entry[0])
+        leg.taps[path] = (entry[0], paused)
+
+    def untap(self, leg_id: str, path: Path) -> None:
+        leg = self._legs.get(leg_id)
+        if leg is not None:
+            leg.taps.pop(path, None)  # the destructor closes the file and frees the port
 
     def pause_recording(self, leg_id: str, paused: bool) -> None:
         """Stop (or resume) feeding this leg's audio to its recorders, e.g. while secure

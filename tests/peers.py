@@ -28,6 +28,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import wave
 from pathlib import Path
@@ -312,6 +313,42 @@ def korean_speech(text: str, *, wpm: int = 175) -> Any:
         rate = w.getframerate()
         x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
     return soxr.resample(x, rate, 8000).astype("<i2")
+
+
+def english_speech(text: str, *, gain_db: float = 0.0, tempo: float = 1.0, pitch_cents: int = 0) -> Any:
+    """Festival's HTS voice (cmu_us_slt) for ``text`` at 8 kHz int16 (numpy), made at test time;
+    optionally louder (dB), faster (tempo factor) and higher (cents) with sox. Far more
+    natural than espeak-ng for recognizers (platform notes)."""
+    import io
+
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        raw, out = Path(tmp) / "raw.wav", Path(tmp) / "out.wav"
+        subprocess.run(
+            ["text2wave", "-eval", "(voice_cmu_us_slt_arctic_hts)", "-o", str(raw)],
+            input=text.encode(),
+            check=True,
+            capture_output=True,
+        )
+        effects = ["gain", str(gain_db)] if gain_db else []
+        effects += ["tempo", str(tempo)] if tempo != 1.0 else []
+        effects += ["pitch", str(pitch_cents)] if pitch_cents else []
+        subprocess.run(["sox", str(raw), "-r", "8000", "-b", "16", "-c", "1", str(out), *effects], check=True)
+        with wave.open(io.BytesIO(out.read_bytes())) as w:
+            return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").copy()
+
+
+def voiced_end(pcm: Any, threshold_db: float = -40.0) -> float:
+    """Seconds from the start of ``pcm`` (8 kHz int16) to the end of its last 20 ms frame at or
+    above ``threshold_db`` (where the last word ends)."""
+    import numpy as np
+
+    n = len(pcm) // 160
+    frames = np.asarray(pcm[: n * 160], dtype=np.float64).reshape(n, 160) / 32768.0
+    level = 10 * np.log10(np.maximum(np.mean(frames * frames, axis=1), 1e-12))
+    loud = np.nonzero(level >= threshold_db)[0]
+    return float((loud[-1] + 1) * 0.02) if loud.size else 0.0
 
 
 def speech_timeline(parts: list[tuple[float, Any]], total: float) -> Any:

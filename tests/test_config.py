@@ -21,11 +21,16 @@ def test_shipped_config_loads_with_documented_keys() -> None:
     assert {q.name for q in config.acd.queues} == {"sales", "support", "operator", "care"}
     text = (ROOT / "config.toml").read_text()
     assert config.proxy is not None and config.proxy.managed  # the shipped setup registers softphones
-    sections = ("server", "sip", "cti", "storage", "recordings", "flows", "prompts", "stats", "http", "proxy")
+    sections = (
+        "server", "sip", "cti", "storage", "recordings", "flows", "prompts", "stats", "http", "proxy",
+        "analytics", "qa",
+    )
     for section in sections:
         table = getattr(config, section)
         for name in table.__dataclass_fields__:
-            written = f"\n{name} = " in text or f"[[{section}.{name}]]" in text
+            written = (
+                f"\n{name} = " in text or f"[[{section}.{name}]]" in text or f"[{section}.{name}" in text
+            )
             assert written, f"[{section}] {name} is not in config.toml"
 
 
@@ -42,6 +47,11 @@ def test_shipped_config_loads_with_documented_keys() -> None:
         # without a [proxy] (registrar) an agent can only be rung at a configured contact
         ("[[cti.tokens]]\nname='a'\nsecret='b'\n[[acd.agents]]\nid='1'\n", "agent 1 has no contact"),
         ("[sip\n", "config.toml"),
+        ('[analytics]\nchannels = ["both"]\n', "analytics.channels"),
+        ('[analytics.actions]\ncomplaint = ["shout"]\n', "use alert, priority, screen_pop, summary"),
+        ("[analytics]\nagitation_level = 0.3\n", "agitation_clear <= agitation_level"),
+        ('[analytics.keywords.en]\na = ["x"]\nb = ["x"]\n', "analytics.keywords.en: phrase 'x' is in both"),
+        ('[analytics.recognizers]\nen = "whisper"\n', 'use "pocketsphinx" or "vosk:<model>"'),
     ],
 )
 def test_config_errors_name_the_key(tmp_path: Path, toml: str, message: str) -> None:

@@ -221,7 +221,26 @@ async def test_caller_for_call_gives_complete_variables_and_a_resume(store: pr.P
         "contacts_recent": 0,
         "returning": False,
         "resume": {},
+        "sentiment": {"last": None, "label": "", "trend": "", "calls": 0, "history": []},
+        "last_sentiment": None,
     }
+
+
+async def test_sentiment_keeps_the_last_n_with_a_trend(tmp_path: Path) -> None:
+    store = pr.ProfileStore(tmp_path / "p.db", keep_sentiment=3)
+    await store.open()
+    try:
+        for i, score in enumerate([0.6, 0.4, 0.5, -0.5]):
+            await store.record_sentiment("+49 30 1234", f"c{i}", 1000.0 + i, score, "x")
+        await store.record_sentiment("not a number", "c9", 2000.0, 0.1, "x")  # skipped
+        caller, _ = await store.caller_for_call("+49301234", 2000.0)
+    finally:
+        await store.close()
+    want = {"last": -0.5, "label": "x", "trend": "worse", "calls": 3, "history": [-0.5, 0.5, 0.4]}
+    assert caller["sentiment"] == want
+    assert caller["last_sentiment"] == -0.5
+    shown = pr.show(tmp_path / "p.db", "+49301234", now_wall=2000.0)
+    assert shown is not None and shown["sentiment"]["history"] == [-0.5, 0.5, 0.4]
 
 
 async def test_the_caller_variable_reaches_a_flow(store: pr.ProfileStore) -> None:

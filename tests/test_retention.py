@@ -133,6 +133,36 @@ def test_purges_old_calls_and_every_file_of_theirs(calls: Calls) -> None:
     assert verify_audit(calls.db) == (True, None)
 
 
+def test_transcripts_and_qa_go_with_their_calls(calls: Calls) -> None:
+    from hotline.qa import open_db
+
+    calls.call("a1b2c3d4e5f60001", ended_days_ago=31)
+    calls.call("a1b2c3d4e5f60003", ended_days_ago=29)
+    conn = open_db(calls.db)
+    for cid in ("a1b2c3d4e5f60001", "a1b2c3d4e5f60003"):
+        conn.execute(
+            "INSERT INTO qa_calls (recording, call_id, language, recognizer, seconds, flags, sidecar, sha256,"
+            " created_at) VALUES (?, ?, 'en', 'pocketsphinx', 1, '{}', '', '', '')",
+            (f"{cid}.wav", cid),
+        )
+        conn.execute(
+            "INSERT INTO qa_text (text, recording, call_id) VALUES ('a complaint', ?, ?)", (cid, cid)
+        )
+    conn.commit()
+    conn.close()
+    calls.files("a1b2c3d4e5f60001.qa.json", "a1b2c3d4e5f60001-2.qa.json", "a1b2c3d4e5f60003.qa.json")
+    report = run_purge(calls)
+    assert (report.calls, report.recordings) == (1, 2)
+    assert calls.left() == {"a1b2c3d4e5f60003.qa.json"}
+    conn = sqlite3.connect(calls.db)
+    try:
+        assert {r[0] for r in conn.execute("SELECT call_id FROM qa_calls")} == {"a1b2c3d4e5f60003"}
+        found = conn.execute("SELECT call_id FROM qa_text WHERE qa_text MATCH 'complaint'").fetchall()
+        assert [r[0] for r in found] == ["a1b2c3d4e5f60003"]
+    finally:
+        conn.close()
+
+
 def test_the_cutoff_boundary(calls: Calls) -> None:
     calls.call("old", ended_days_ago=30 + 1 / DAY)  # one second past the cutoff
     calls.call("young", ended_days_ago=30 - 1 / DAY)
