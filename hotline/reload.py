@@ -215,13 +215,35 @@ class FlowWatcher:
     _primed: bool = False
     _task: asyncio.Task[None] | None = None
 
+    def _compile(
+        self, sources: Mapping[str, str], blame: Collection[str]
+    ) -> tuple[Mapping[str, ivr.Flow], Sequence[ivr.Diagnostic]]:
+        """The compiler's verdict. Should it crash (a bug: no input may do that), the crash
+        becomes an error diagnostic on the first of ``blame`` (the files that changed), so the
+        set is rejected with ``ivr.flow_rejected`` like any invalid edit and the previous
+        flows stay live; one log line, no traceback."""
+        try:
+            return self.compile(sources)
+        except Exception as exc:
+            culprit = min(blame or sources or [str(self.directory)])
+            log.error("flow_compiler_failed", file=culprit, error=f"{type(exc).__name__}: {exc}")
+            return {}, [
+                ivr.Diagnostic(
+                    ivr.Location(culprit, 1, 1),
+                    "flow.compiler_failed",
+                    f"the flow compiler failed on this set ({type(exc).__name__}: {exc})",
+                    "simplify the last edit; please report the file as a hotline bug. "
+                    "The previous flows stay live",
+                )
+            ]
+
     def prime(self) -> tuple[Mapping[str, ivr.Flow], list[ivr.Diagnostic]]:
         """Scan and compile the directory as it is and make that the live set, whatever
         its errors (the server decides at start-up whether it can run with them)."""
         self._seen = scan(self.directory, {}, self.wall())
         files = digest(self._seen)
         sources, problems = read_sources(list(files))
-        flows, diagnostics = self.compile(sources)
+        flows, diagnostics = self._compile(sources, list(files))
         self.live, self._live_files, self._judged = dict(flows), files, dict(files)
         self._primed = True
         return self.live, [*problems, *diagnostics]
@@ -240,7 +262,8 @@ class FlowWatcher:
         """Compile ``files`` and make them live, or reject them keeping the live set."""
         self._judged = files
         sources, problems = read_sources(list(files))
-        flows, diagnostics = self.compile(sources)
+        changed = [p for p, h in files.items() if self._live_files.get(p) != h]
+        flows, diagnostics = self._compile(sources, changed)
         decision = decide(
             live=self.live,
             live_files=self._live_files,

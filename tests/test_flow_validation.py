@@ -106,6 +106,25 @@ def test_validate_cli_exit_codes_and_format(tmp_path: Path) -> None:
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
 
+def test_a_deeply_nested_expression_is_a_diagnostic_not_a_traceback(tmp_path: Path) -> None:
+    """Issue 11, defect 6: 200 nested parentheses in a branch `if:` ended `hotline validate`
+    in a RecursionError traceback."""
+    deep = tmp_path / "deep.yaml"
+    condition = "(" * 200 + "true" + ")" * 200
+    deep.write_text(
+        "flow: deep\nstart: b\nnodes:\n  b:\n    type: branch\n    cases:\n"
+        f'      - if: "{condition}"\n        next: h\n    default: h\n  h:\n    type: hangup\n'
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "hotline", "validate", str(deep)], capture_output=True, text=True, cwd=ROOT
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr and "RecursionError" not in run.stdout + run.stderr
+    # line 7; the 33rd parenthesis, one column after the opening quote at column 13
+    assert f"{deep}:7:{13 + 1 + 32}: flow.bad_expression:" in run.stdout
+    assert "nested more than 32 levels deep" in run.stdout
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=300))
 def test_random_text_never_crashes_the_compiler(text: str) -> None:
