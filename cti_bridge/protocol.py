@@ -3,16 +3,28 @@
 A request is one JSON object per line: ``{"id": 1, "cmd": "auth", "token": "..."}``.
 Every reply carries the request's ``id`` and either ``"ok": true`` or an error
 with a stable ``code`` and a message a person can act on.
+
+A line is untrusted input and is held to explicit limits before anything else
+looks at it (docs/cti.md, "Limits"): its length (:data:`MAX_LINE_BYTES`), how deeply
+objects and arrays nest (:data:`MAX_DEPTH`), and how many digits a number has
+(:data:`MAX_NUMBER_DIGITS`). A line beyond one is ``cti.bad_json`` naming the limit,
+never an exception from the JSON decoder (RecursionError, int-size ValueError).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 MAX_LINE_BYTES = 65536  # a longer line is refused with cti.line_too_long
+MAX_DEPTH = 32  # objects and arrays inside one another; deeper is cti.bad_json
+MAX_NUMBER_DIGITS = 32  # digits of a number (a float's mantissa and exponent together)
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')  # a JSON string, escapes included
+_BRACKET = re.compile(rb"[\[\]{}]")
 
 
 class CtiError(Exception):
@@ -31,14 +43,68 @@ class Request:
     args: dict[str, Any]
 
 
-def parse_request(line: bytes) -> Request:
-    """Raises CtiError; the error's ``request_id`` attribute is set when known."""
+class _LimitExceeded(ValueError):
+    """Raised from inside the decoder's number hooks; becomes cti.bad_json."""
+
+
+def _depth(line: bytes) -> int:
+    """How deeply arrays and objects nest in ``line`` (brackets inside strings do not count).
+    Only called when the line holds more brackets than the limit, so ordinary requests
+    never pay for it."""
+    depth = deepest = 0
+    for m in _BRACKET.finditer(_STRING.sub(b'""', line)):
+        if m.group() in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _int(text: str) -> int:
+    if len(text) - (text[0] == "-") > MAX_NUMBER_DIGITS:
+        raise _LimitExceeded(f"a number has more than {MAX_NUMBER_DIGITS} digits (the limit)")
+    return int(text)
+
+
+def _float(text: str) -> float:
+    digits = sum(c.isdigit() for c in text)
+    if digits > MAX_NUMBER_DIGITS:
+        raise _LimitExceeded(f"a number has more than {MAX_NUMBER_DIGITS} digits (the limit)")
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _LimitExceeded(f"the number {text} is too large for a 64-bit float")
+    return value
+
+
+def _constant(name: str) -> Any:
+    raise _LimitExceeded(f"{name} is not JSON; send numbers as digits")
+
+
+def decode(line: bytes) -> Any:
+    """One JSON value, within the limits; raises CtiError("cti.bad_json") otherwise."""
+    if len(line) > MAX_LINE_BYTES:
+        raise CtiError("cti.line_too_long", f"a line may hold at most {MAX_LINE_BYTES} bytes (the limit)")
+    if line.count(b"[") + line.count(b"{") > MAX_DEPTH and _depth(line) > MAX_DEPTH:
+        raise CtiError(
+            "cti.bad_json",
+            f"objects and arrays nest more than {MAX_DEPTH} levels deep (the limit); flatten the request",
+        )
     try:
-        obj = json.loads(line)
+        return json.loads(line, parse_int=_int, parse_float=_float, parse_constant=_constant)
+    except _LimitExceeded as exc:
+        raise CtiError("cti.bad_json", f"{exc}; send one JSON object per line") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CtiError(
             "cti.bad_json", f"the line is not valid JSON ({exc}); send one JSON object per line"
         ) from None
+    except RecursionError:  # the depth check above makes this unreachable; kept as a backstop
+        raise CtiError("cti.bad_json", f"nested more than {MAX_DEPTH} levels deep (the limit)") from None
+
+
+def parse_request(line: bytes) -> Request:
+    """Raises CtiError; the error's ``request_id`` attribute is set when known."""
+    obj = decode(line)
     if not isinstance(obj, dict):
         raise CtiError("cti.bad_request", 'send a JSON object like {"id": 1, "cmd": "auth", ...}')
     rid = obj.get("id")

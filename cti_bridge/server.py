@@ -47,6 +47,7 @@ MAX_AUTH_FAILURES = 3  # per connection, then it is closed
 THROTTLE_FAILURES = 5  # failed auths from one address within THROTTLE_WINDOW ...
 THROTTLE_WINDOW = 60.0  # seconds ...
 THROTTLE_BLOCK = 30.0  # ... refuse every auth from it for this many seconds
+LOGGED_BAD_LINES = 5  # bad lines (not JSON, over a limit) logged per connection; the rest are counted
 
 
 class EventBus:
@@ -213,6 +214,7 @@ class Session:
         self.subscription = Subscription()
         self.token: Token | None = None
         self.auth_failures = 0
+        self.bad_lines = 0  # lines refused as cti.bad_json / cti.line_too_long
         self._chunks: deque[bytes] = deque()  # queued, not yet handed to the transport
         self._queued = 0  # lines in _chunks
         self._wake = asyncio.Event()
@@ -522,9 +524,9 @@ class CtiServer:
                         break
                     except asyncio.LimitOverrunError as more:
                         await reader.readexactly(more.consumed)
-                client.send(
-                    error_reply(None, "cti.line_too_long", f"a line may hold at most {MAX_LINE_BYTES} bytes")
-                )
+                too_long = CtiError("cti.line_too_long", f"a line may hold at most {MAX_LINE_BYTES} bytes")
+                client.send(error_reply(None, too_long.code, too_long.message))
+                self._bad_line(client, too_long)
 
     # -------------------------------------------------------------- protocol
     async def _dispatch(self, client: Session, line: bytes) -> None:
@@ -560,6 +562,8 @@ class CtiServer:
         except CtiError as exc:
             rid = getattr(exc, "request_id", rid)
             client.send(error_reply(rid, exc.code, exc.message))
+            if exc.code in ("cti.bad_json", "cti.line_too_long"):
+                self._bad_line(client, exc)
             if (
                 exc.code in ("cti.auth_failed", "cti.auth_throttled")
                 and client.auth_failures >= MAX_AUTH_FAILURES
@@ -571,6 +575,19 @@ class CtiServer:
                 error_reply(
                     rid, "cti.internal", f"the server failed to run this command: {type(exc).__name__}"
                 )
+            )
+
+    def _bad_line(self, client: Session, exc: CtiError) -> None:
+        """Bad input is the client's problem, not a server fault: one warning line (no
+        traceback) for each of the first few per connection, then silence."""
+        client.bad_lines += 1
+        if client.bad_lines <= LOGGED_BAD_LINES:
+            log.warning(
+                "cti_bad_line",
+                peer=client.peer,
+                code=exc.code,
+                error=exc.message[:200],
+                **({"further_bad_lines": "not logged"} if client.bad_lines == LOGGED_BAD_LINES else {}),
             )
 
     async def _subscribe(self, client: Session, rid: Any, args: dict[str, Any]) -> None:
