@@ -17,7 +17,20 @@ def _run(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     hlog.configure(config.server.log_format, config.server.log_level)
+    import structlog
 
+    from . import exposure
+
+    for finding in exposure.notices(config.sip.host):
+        structlog.get_logger("hotline").warning(finding.code.replace(".", "_"), message=finding.message)
+    c = config.cti
+    refused = exposure.weak_secrets(
+        [(t.name, t.secret) for t in c.tokens], exposure.cti_addresses(c.host, c.http_port, c.http_host)
+    )
+    if refused:
+        for finding in refused:
+            print(f"hotline: cannot start: {finding.code}: {finding.message}", file=sys.stderr)
+        return 2
     import ivr
 
     from .app import Server
