@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from .audit import AuditError, AuditLog, verify_audit
 from .events import PROTOCOL_VERSION, envelope, event_data, iso_utc, wire_name
 from .mqtt import MqttPublisher, MqttSettings
-from .outbox import Outbox, OutboxError
-from .protocol import CtiError, require_str
+from .outbox import Outbox, OutboxError, json_safe
+from .protocol import CtiError, JsonLimitError, load_json, require_str
 from .schema import event_schema, vocabulary_schemas
 from .server import (
     COMMAND_SCOPES,
@@ -82,6 +82,7 @@ __all__ = [
     "CtiError",
     "CtiServer",
     "EventBus",
+    "JsonLimitError",
     "MqttPublisher",
     "MqttSettings",
     "Outbox",
@@ -95,6 +96,8 @@ __all__ = [
     "event_data",
     "event_schema",
     "iso_utc",
+    "json_safe",
+    "load_json",
     "require_str",
     "tls_context",
     "verify_audit",

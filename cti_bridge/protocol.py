@@ -25,6 +25,8 @@ MAX_NUMBER_DIGITS = 32  # digits of a number (a float's mantissa and exponent to
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')  # a JSON string, escapes included
 _BRACKET = re.compile(rb"[\[\]{}]")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")  # \ud800-\udfff written in a JSON string
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class CtiError(Exception):
@@ -81,25 +83,62 @@ def _constant(name: str) -> Any:
     raise _LimitExceeded(f"{name} is not JSON; send numbers as digits")
 
 
-def decode(line: bytes) -> Any:
-    """One JSON value, within the limits; raises CtiError("cti.bad_json") otherwise."""
-    if len(line) > MAX_LINE_BYTES:
-        raise CtiError("cti.line_too_long", f"a line may hold at most {MAX_LINE_BYTES} bytes (the limit)")
-    if line.count(b"[") + line.count(b"{") > MAX_DEPTH and _depth(line) > MAX_DEPTH:
-        raise CtiError(
-            "cti.bad_json",
-            f"objects and arrays nest more than {MAX_DEPTH} levels deep (the limit); flatten the request",
-        )
+def _lone_surrogate(value: Any) -> bool:
+    """Whether a decoded value holds half a UTF-16 surrogate pair (``"\\udcf9"`` alone),
+    which no UTF-8 encoder accepts: it would fail in the outbox, SQLite or a socket."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_lone_surrogate(k) or _lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_lone_surrogate(v) for v in value)
+    return False
+
+
+class JsonLimitError(ValueError):
+    """Untrusted JSON beyond a limit (line length, nesting depth, number size)."""
+
+    def __init__(self, message: str, code: str = "cti.bad_json") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def load_json(data: bytes, *, max_bytes: int = MAX_LINE_BYTES) -> Any:
+    """One JSON value from untrusted bytes, within the limits (at most ``max_bytes``,
+    :data:`MAX_DEPTH`, :data:`MAX_NUMBER_DIGITS`). Raises ValueError: JsonLimitError
+    naming the limit, json.JSONDecodeError, or UnicodeDecodeError; never RecursionError.
+    The CTI socket and the server's HTTP lookups (CRM, flow `lookup`) read JSON with it."""
+    if len(data) > max_bytes:
+        raise JsonLimitError(f"more than {max_bytes} bytes (the limit)", "cti.line_too_long")
+    if data.count(b"[") + data.count(b"{") > MAX_DEPTH and _depth(data) > MAX_DEPTH:
+        raise JsonLimitError(f"objects and arrays nest more than {MAX_DEPTH} levels deep (the limit)")
     try:
-        return json.loads(line, parse_int=_int, parse_float=_float, parse_constant=_constant)
+        return json.loads(data, parse_int=_int, parse_float=_float, parse_constant=_constant)
     except _LimitExceeded as exc:
-        raise CtiError("cti.bad_json", f"{exc}; send one JSON object per line") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise JsonLimitError(str(exc)) from None
+    except RecursionError:  # the depth check above makes this unreachable; kept as a backstop
+        raise JsonLimitError(f"nested more than {MAX_DEPTH} levels deep (the limit)") from None
+
+
+def decode(line: bytes) -> Any:
+    """One JSON value, within the limits; raises CtiError("cti.bad_json") otherwise.
+    The bytes must be UTF-8, and an escaped surrogate must be half of a pair."""
+    try:
+        value = load_json(line)
+    except JsonLimitError as exc:
+        hint = "flatten the request" if "deep" in str(exc) else "send one JSON object per line"
+        raise CtiError(exc.code, f"{exc}; {hint}") from None
+    except ValueError as exc:  # not UTF-8, not JSON
         raise CtiError(
             "cti.bad_json", f"the line is not valid JSON ({exc}); send one JSON object per line"
         ) from None
-    except RecursionError:  # the depth check above makes this unreachable; kept as a backstop
-        raise CtiError("cti.bad_json", f"nested more than {MAX_DEPTH} levels deep (the limit)") from None
+    if _SURROGATE_ESCAPE.search(line) and _lone_surrogate(value):
+        raise CtiError(
+            "cti.bad_json",
+            "a string holds an unpaired UTF-16 surrogate (\\ud800-\\udfff), which is not text; "
+            "send UTF-8, or escape characters beyond U+FFFF as a surrogate pair",
+        )
+    return value
 
 
 def parse_request(line: bytes) -> Request:

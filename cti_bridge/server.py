@@ -18,7 +18,7 @@ import structlog
 
 from .audit import AuditLog
 from .events import PROTOCOL_VERSION, envelope, wire_name
-from .outbox import Outbox, OutboxError, encode_line
+from .outbox import Outbox, safe_line
 from .protocol import (
     MAX_LINE_BYTES,
     CtiError,
@@ -79,14 +79,21 @@ class EventBus:
         self._sinks.append(sink)
 
     def publish(self, event: object) -> dict[str, Any]:
-        self.seq += 1
+        """Number ``event`` and queue it for the outbox and the clients. The seq is taken
+        only once the event is sure to go out: an object that is no event (TypeError, a
+        bug) takes none, and an event holding what JSON cannot (bytes that are not UTF-8,
+        NaN) is repaired and still goes out under its seq, so seq never has a gap."""
+        seq = self.seq + 1
         wall = self._wall()
-        env = envelope(self.seq, event, wall)
-        line = encode_line(env)
+        env = envelope(seq, event, wall)
+        line, env, problem = safe_line(env)
+        self.seq = seq
+        if problem is not None:
+            log.error("event_repaired", seq=seq, cti_event=env["event"], error=problem)
         if self.outbox is None:
             self._deliver([env["event"]], [line], [env])
             return env
-        self._pending.append((self.seq, env["event"], wall, line))
+        self._pending.append((seq, env["event"], wall, line))
         self._pending_envs.append(env)
         if self._flush_handle is None:
             try:
@@ -113,7 +120,7 @@ class EventBus:
         try:
             self.outbox.write(rows)
             self._unwritten = []
-        except OutboxError as exc:
+        except Exception as exc:  # OutboxError, or anything else: the batch must not be lost
             # keep serving: deliver live, keep the rows to write on the next flush
             self._unwritten = rows[-MAX_UNWRITTEN:]
             log.error("cti_outbox_write_failed", error=str(exc), unwritten=len(self._unwritten))

@@ -29,7 +29,7 @@ import telephony
 from telephony import events as tev
 
 from . import events as hev
-from . import outbound, profiles, reload, retention, servicecode
+from . import outbound, profiles, reload, retention, servicecode, untrusted
 from .config import Config
 from .speech import CallEar, SpeechService, vocabulary_warnings
 from .store import CallStore
@@ -902,7 +902,7 @@ class Server:
             async with self._http.request(
                 req.method, req.url, json=req.json, timeout=aiohttp.ClientTimeout(total=req.timeout)
             ) as resp:
-                body = await resp.json(content_type=None)
+                body = await untrusted.read_json(resp)  # bounded, and safe for every sink
                 reply = ivr.LookupResult(request_id=req.request_id, status=resp.status, body=body)
         except Exception as exc:  # timeout, refused, not JSON ...: the flow takes its fallback exit
             reason = type(exc).__name__

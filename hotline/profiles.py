@@ -34,6 +34,8 @@ import aiohttp
 import aiosqlite
 import structlog
 
+from . import untrusted
+
 log = structlog.get_logger("hotline.profiles")
 
 SCHEMA = """
@@ -592,7 +594,7 @@ class ProfileStore:
                 if resp.status != 200:
                     log.warning("profile_lookup_failed", number=mask_number(number), status=resp.status)
                     return None
-                body = await resp.json(content_type=None)
+                body = await untrusted.read_json(resp)  # bounded, and safe for every sink
         except Exception as exc:  # timeout, refused, not JSON: the caller is unknown, the call goes on
             log.warning("profile_lookup_failed", number=mask_number(number), reason=type(exc).__name__)
             return None

@@ -26,6 +26,7 @@ import structlog
 from . import events as ev
 from .errors import LegGone, TelephonyError
 from .media import wav_seconds
+from .sanitize import safe_digit, safe_text
 
 log = structlog.get_logger("telephony")
 
@@ -79,7 +80,7 @@ class _Call(pj.Call):  # type: ignore[misc]
                 ev.LegEnded(
                     leg_id=self.leg_id,
                     code=int(ci.lastStatusCode),
-                    reason=str(ci.lastReason),
+                    reason=safe_text(ci.lastReason),
                     by_peer=not self.hung_up_by_us,
                 )
             )
@@ -96,7 +97,11 @@ class _Call(pj.Call):  # type: ignore[misc]
 
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
         method = "sip_info" if prm.method == pj.PJSUA_DTMF_METHOD_SIP_INFO else "rfc4733"
-        self._owner._emit(ev.DtmfReceived(leg_id=self.leg_id, digit=str(prm.digit), method=method))
+        digit = safe_digit(prm.digit)
+        if digit is None:  # e.g. a SIP INFO whose Signal is not a key: not a keypress
+            log.info("dtmf_ignored", leg=self.leg_id, method=method, digit=safe_text(prm.digit, 16))
+            return
+        self._owner._emit(ev.DtmfReceived(leg_id=self.leg_id, digit=digit, method=method))
 
     def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:
         if prm.finalNotify:
@@ -258,13 +263,15 @@ class Endpoint:
         call = _Call(self, acc, leg_id, call_id)
         self._legs[leg_id] = _Leg(call)
         ci = call.getInfo()
+        # the edge: every string from the network is made safe here, once (telephony/sanitize.py)
+        from_uri = safe_text(ci.remoteUri)
         self._emit(
             ev.IncomingCall(
                 leg_id=leg_id,
-                caller=_user_part(ci.remoteUri),
-                from_uri=str(ci.remoteUri),
-                to_uri=str(ci.localUri),
-                sip_call_id=str(ci.callIdString),
+                caller=_user_part(from_uri),
+                from_uri=from_uri,
+                to_uri=safe_text(ci.localUri),
+                sip_call_id=safe_text(ci.callIdString),
             )
         )
 
