@@ -14,7 +14,7 @@ import json.encoder as json_encoder
 import math
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,27 @@ class Outbox:
             "SELECT seq, event, line FROM cti_outbox WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
         )
         return [(int(s), str(e), str(line)) for s, e, line in cur.fetchall()]
+
+    def recent(self, since_wall: float, events: Collection[str]) -> list[tuple[int, str, float, str]]:
+        """(seq, event, wall, line) rows named in ``events`` and written at or after
+        ``since_wall`` (epoch seconds), oldest first. Walks back from the newest row by seq
+        and stops at the first older one, so it reads only the recent tail (start-up
+        recovery asks about the calls a killed run left open)."""
+        rows: list[tuple[int, str, float, str]] = []
+        cur = self._db.execute("SELECT seq, event, wall, line FROM cti_outbox ORDER BY seq DESC")
+        for seq, event, wall, line in cur:
+            if wall < since_wall:
+                break
+            if event in events:
+                rows.append((int(seq), str(event), float(wall), str(line)))
+        cur.close()
+        rows.reverse()
+        return rows
+
+    def last_wall(self) -> float | None:
+        """When the newest event was written (epoch seconds), or None when there is none."""
+        row = self._db.execute("SELECT wall FROM cti_outbox ORDER BY seq DESC LIMIT 1").fetchone()
+        return None if row is None else float(row[0])
 
     def cursor(self, name: str) -> int:
         """Where an internal consumer left off; a new one starts at the newest event."""

@@ -29,7 +29,7 @@ import telephony
 from telephony import events as tev
 
 from . import events as hev
-from . import outbound, profiles, reload, retention, servicecode, untrusted
+from . import outbound, profiles, recovery, reload, retention, servicecode, untrusted
 from .config import Config
 from .speech import CallEar, SpeechService, vocabulary_warnings
 from .store import CallStore
@@ -382,6 +382,14 @@ class Server:
             await self.store.open()
             await self.profiles.open()
             await self.outbound.store.open()
+            # before taking calls: close the calls, finish the recordings a killed run left
+            await recovery.recover(
+                store=self.store,
+                outbox=self.bus.outbox,
+                publish=self.bus.publish,
+                recordings=self.recordings,
+                mask=lambda number: mask_number(number, self.config.cti.caller_mask),
+            )
             if self.config.retention.days > 0:
                 r = self.config.retention
                 self._retention = asyncio.create_task(

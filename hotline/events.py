@@ -30,7 +30,7 @@ class CallAnswered:
 class CallEnded:
     wire: ClassVar[str] = "call.ended"
     call_id: str
-    cause: str  # caller_hangup, agent_hangup, abandoned, ivr_hangup, transferred, failed, shutdown
+    cause: str  # caller_hangup, agent_hangup, abandoned, ivr_hangup, transferred, ... (docs/cti.md)
     sip_code: int  # last SIP status on the caller's leg
     queue: str | None
     agent_id: str | None
@@ -53,6 +53,7 @@ class RecordingReady:
     channels: int
     sha256: str  # of the file, hex
     sidecar: str = ""  # absolute path of the JSON sidecar (calls only)
+    repaired: bool = False  # true: finished at start-up from what a killed run left (docs/reliability.md)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING
 
 from . import events
 from .errors import LegGone, TelephonyError
-from .media import StereoResult, merge_stereo, sha256_file, wav_seconds, write_tone
+from .media import (
+    StereoResult,
+    WavRepair,
+    merge_stereo,
+    repair_wav_header,
+    sha256_file,
+    wav_seconds,
+    write_tone,
+)
 from .tts import Synthesizer
 
 if TYPE_CHECKING:
@@ -36,10 +44,12 @@ __all__ = [
     "StereoResult",
     "Synthesizer",
     "TelephonyError",
+    "WavRepair",
     "build_endpoint",
     "endpoint_config",
     "events",
     "merge_stereo",
+    "repair_wav_header",
     "sha256_file",
     "wav_seconds",
     "write_tone",

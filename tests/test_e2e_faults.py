@@ -4,14 +4,19 @@ headers, kill -9 under SIPp load with a restart, and an INVITE flood."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
+import wave
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
-from .helpers import CtiClient, HotlineProcess
+from .helpers import CtiClient, HotlineProcess, free_port
+from .peers import Sipp, dial, dtmf_keys
 from .rawsip import RawSip
+from .test_cti_schema import validate_events
 
 pytestmark = pytest.mark.sip
 
@@ -74,3 +79,99 @@ async def test_bytes_that_are_not_utf8_in_sip_headers_lose_no_event_and_no_call_
     problems = [e for e in server.log_events() if e.get("level") == "error"]
     assert not problems, problems
     assert "Traceback" not in server.log()
+
+
+async def test_kill_9_under_load_then_restart_leaves_no_open_call_and_no_broken_recording(
+    tmp_path: Path,
+) -> None:
+    """Defect 2: after kill -9 every call in progress kept ended_at and cause NULL forever, no
+    call.ended was sent, and recordings/.parts/* kept RIFF and data sizes of 0. Five SIPp
+    callers press 1 for sales; three agents (one SIPp answering for all) take three of them,
+    recorded; two wait in line. kill -9, restart on the same database and ports."""
+    agent_port = free_port()
+    agents = [
+        {"id": aid, "skills": ["sales"], "contact": f"sip:{aid}@127.0.0.1:{agent_port}"}
+        for aid in ("1001", "1002", "1003")
+    ]
+    phones = Sipp("agent_uas", tmp_path, local_port=agent_port, rtp_echo=True, calls=3, timeout=120).start()
+    server = HotlineProcess(workdir=tmp_path / "hotline", agents=agents).start()
+    callers: Sipp | None = None
+    try:
+        cti = await CtiClient.session(server)
+        for a in agents:
+            assert (await cti.request("agent.login", agent=a["id"]))["ok"]
+            assert (await cti.request("agent.ready", agent=a["id"]))["ok"]
+        callers = dial(
+            server,
+            "caller_dtmf",
+            tmp_path,
+            calls=5,
+            rate=5,
+            timeout=120,
+            keys={"dtmf_delay": 2500, "talk_ms": 60000, **dtmf_keys("1", tmp_path)},
+        ).start()
+        connected = await cti.wait_for(
+            lambda: (c := [e for e in cti.events if e["event"] == "call.connected"]) and len(c) == 3 and c,
+            40,
+            "three calls connected",
+        )
+        await cti.wait_for(
+            lambda: len([e for e in cti.events if e["event"] == "call.queued"]) == 5, 20, "five calls queued"
+        )
+        await asyncio.sleep(2.5)  # the recorders write audio
+        parts = sorted((server.recordings / ".parts").glob("*.wav"))
+        assert len(parts) == 6, parts
+        server.kill()
+        before = max(e["seq"] for e in cti.events)
+        await cti.close()
+    finally:
+        if callers is not None:
+            callers.stop()
+        phones.stop()
+    with sqlite3.connect(server.db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM calls WHERE ended_at IS NULL").fetchone()[0] == 5
+
+    server.start()  # the same database, recordings and ports
+    try:
+        replay = await CtiClient.connect(server.cti_port)
+        assert (await replay.request("auth", token=server.token))["ok"]
+        reply = await replay.request("subscribe", events=["*"], since=0)
+        assert reply["ok"], reply
+        await replay.wait_for(
+            lambda: len([e for e in replay.events if e["event"] == "recording.ready"]) == 3,
+            20,
+            "three repaired recordings",
+        )
+        seqs = [e["seq"] for e in replay.events]
+        assert seqs == list(range(1, seqs[-1] + 1)) and seqs[-1] > before  # a replay with no gap
+        validate_events(replay.events)
+        offered = {e["call_id"] for e in replay.events if e["event"] == "call.offered"}
+        ended = {e["call_id"]: e["data"] for e in replay.events if e["event"] == "call.ended"}
+        assert len(offered) == 5 and set(ended) == offered
+        assert {d["cause"] for d in ended.values()} == {"server_lost"}
+        talking = {e["data"]["agent_id"]: e["call_id"] for e in connected}
+        for call_id in talking.values():
+            assert ended[call_id]["talk_seconds"] >= 2 and ended[call_id]["agent_id"] in talking
+        ready = [e for e in replay.events if e["event"] == "recording.ready"]
+        assert {e["call_id"] for e in ready} == set(talking.values())
+        for e in ready:
+            data = e["data"]
+            assert data["repaired"] is True and data["channels"] == 2 and data["seconds"] >= 2
+            with wave.open(data["path"]) as w:
+                assert w.getnchannels() == 2 and w.getnframes() == round(data["seconds"] * w.getframerate())
+                audio = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
+            assert np.abs(audio[:, 0]).max() > 100, "the caller's channel lost its audio"
+            sidecar = json.loads(Path(data["sidecar"]).read_text())
+            assert sidecar["repaired"] is True and sidecar["sha256"] == data["sha256"]
+        assert not list((server.recordings / ".parts").glob("*.wav"))
+        with sqlite3.connect(server.db) as conn:
+            assert conn.execute("SELECT COUNT(*) FROM calls WHERE ended_at IS NULL").fetchone()[0] == 0
+            recorded = conn.execute(
+                "SELECT COUNT(*) FROM calls WHERE recording_sha256 IS NOT NULL"
+            ).fetchone()[0]
+        assert recorded == 3
+        await replay.close()
+    finally:
+        assert server.stop() == 0
+    recovered = [e for e in server.log_events() if e["event"] == "recovered_previous_run"]
+    assert len(recovered) == 1 and recovered[0]["calls_closed"] == 5
