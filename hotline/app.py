@@ -82,6 +82,17 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def admission_limits(sip: Any) -> telephony.AdmissionLimits:
+    """[sip] per-source limits for the endpoint's admission control (telephony/admission.py)."""
+    return telephony.AdmissionLimits(
+        calls=sip.per_source_calls or max(1, sip.max_calls * 3 // 4),
+        unconfirmed=sip.per_source_unconfirmed,
+        rate=sip.per_source_rate,
+        burst=sip.per_source_burst,
+        handshake_timeout=sip.handshake_timeout,
+    )
+
+
 def queue_specs(config: Config) -> list[acd.QueueSpec]:
     def overflow(o: Any) -> acd.Overflow | None:
         return None if o is None else acd.Overflow(kind=acd.OverflowKind(o.kind), target=o.target)
@@ -312,6 +323,8 @@ class Server:
                 max_calls=sip.max_calls,
                 clock_rate=sip.clock_rate,
                 user=sip.user,
+                admission=admission_limits(sip),
+                trusted_proxies=tuple(sip.trusted_proxies),
             ),
             self._on_telephony,
         )
@@ -745,6 +758,8 @@ class Server:
         cause = s.end_cause
         if s.callback is not None and s.phase == "queued" and self.router.has_call(s.call_id):
             cause = "callback_requested"  # the caller hung up (or the flow did); their place is kept
+        if cause is None and code == 408 and not s.confirmed:
+            cause = "no_ack"  # answered, but the caller's ACK never came (telephony/admission.py)
         if cause is None:
             cause = {"queued": "abandoned", "connected": "caller_hangup"}.get(s.phase, "caller_hangup")
         phase, s.phase = s.phase, "ended"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import sys
 import tomllib
 import types
@@ -40,6 +41,12 @@ class SipConfig:
     clock_rate: int = 8000  # conference bridge clock in Hz; 8000 suits G.711 (no resampling)
     user: str = "hotline"  # user part of our SIP identity
     auto_answer: bool = True  # answer every incoming call at once; false = ring until CTI call.answer
+    handshake_timeout: float = 5.0  # seconds an answered call may wait for its ACK; then it is dropped
+    per_source_calls: int = 0  # calls up at once from one source address; 0 = three quarters of max_calls
+    per_source_unconfirmed: int = 20  # calls from one source not yet ACKed (or still ringing)
+    per_source_rate: float = 20.0  # new INVITEs per second from one source, sustained ...
+    per_source_burst: int = 60  # ... after a burst of this many
+    trusted_proxies: tuple[str, ...] = ()  # proxies whose X-Hotline-Source header names the real source
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,6 +367,23 @@ def _check(config: Config, where: str) -> None:
     for t in config.sip.transports:
         if t not in ("udp", "tcp"):
             raise ConfigError(f"{where}: sip.transports: '{t}' is not one of udp, tcp")
+    for proxy in config.sip.trusted_proxies:
+        try:
+            ipaddress.ip_address(proxy)
+        except ValueError:
+            raise ConfigError(
+                f"{where}: sip.trusted_proxies: '{proxy}' is not an IP address (the proxy's, as its "
+                "packets arrive, e.g. 127.0.0.1)"
+            ) from None
+    sip = config.sip
+    if sip.handshake_timeout <= 0 or sip.per_source_unconfirmed < 1 or sip.per_source_rate <= 0:
+        raise ConfigError(
+            f"{where}: sip.handshake_timeout, per_source_unconfirmed and per_source_rate must be above 0"
+        )
+    if sip.per_source_calls < 0 or sip.per_source_burst < 1:
+        raise ConfigError(
+            f"{where}: sip.per_source_calls must be 0 (automatic) or more, per_source_burst 1 or more"
+        )
     if config.retention.days < 0:
         raise ConfigError(f"{where}: retention.days must be 0 (keep forever) or more")
     if config.cti.http_tls and not config.cti.tls_cert:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import events
+from .admission import AdmissionLimits
 from .errors import LegGone, TelephonyError
 from .media import (
     StereoResult,
@@ -40,6 +41,7 @@ def endpoint_config(**fields: object) -> EndpointConfig:
 
 
 __all__ = [
+    "AdmissionLimits",
     "LegGone",
     "StereoResult",
     "Synthesizer",

@@ -24,6 +24,7 @@ import pjsua2 as pj
 import structlog
 
 from . import events as ev
+from .admission import Admission, AdmissionLimits, source_of
 from .errors import LegGone, TelephonyError
 from .media import wav_seconds
 from .sanitize import safe_digit, safe_text
@@ -31,6 +32,7 @@ from .sanitize import safe_digit, safe_text
 log = structlog.get_logger("telephony")
 
 PUMP_INTERVAL = 0.004  # seconds between libHandleEvents(0) calls
+REFUSALS_LOG_EVERY = 10.0  # seconds: refused INVITEs are logged once per source per period
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,8 @@ class EndpointConfig:
     clock_rate: int  # conference bridge clock, Hz
     user: str  # user part of our identity
     log_level: int = 1  # pjsip's own console log level (0-6)
+    admission: AdmissionLimits | None = None  # per-source limits on incoming calls; None = none
+    trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Hotline-Source header names the caller
 
 
 class _Account(pj.Account):  # type: ignore[misc]
@@ -52,7 +56,7 @@ class _Account(pj.Account):  # type: ignore[misc]
         self._owner = owner
 
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
-        self._owner._on_incoming(self, prm.callId)
+        self._owner._on_incoming(self, prm)
 
 
 class _Call(pj.Call):  # type: ignore[misc]
@@ -66,23 +70,28 @@ class _Call(pj.Call):  # type: ignore[misc]
         self.ended = False
         self.outbound = call_id == pj.PJSUA_INVALID_ID
         self.hung_up_by_us = False
+        self.refused = False  # answered 486 by admission control: never reported
+        self.ended_as: tuple[int, str] | None = None  # (code, reason) we ended it for, if we know better
 
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
         ci = self.getInfo()
         state = ci.state
+        if self.refused:
+            if state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.ended:
+                self.ended = True
+                self._owner._refused_ended(self.leg_id)
+            return
         if state == pj.PJSIP_INV_STATE_EARLY and self.outbound:
             self._owner._emit(ev.LegRinging(leg_id=self.leg_id))
         elif state == pj.PJSIP_INV_STATE_CONFIRMED:
+            self._owner._confirmed(self.leg_id)
             self._owner._emit(ev.LegAnswered(leg_id=self.leg_id))
         elif state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.ended:
             self.ended = True
+            self._owner._admitted_ended(self.leg_id)
+            code, reason = self.ended_as or (int(ci.lastStatusCode), safe_text(ci.lastReason))
             self._owner._emit(
-                ev.LegEnded(
-                    leg_id=self.leg_id,
-                    code=int(ci.lastStatusCode),
-                    reason=safe_text(ci.lastReason),
-                    by_peer=not self.hung_up_by_us,
-                )
+                ev.LegEnded(leg_id=self.leg_id, code=code, reason=reason, by_peer=not self.hung_up_by_us)
             )
 
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
@@ -138,6 +147,9 @@ class Endpoint:
         self._durations: dict[Path, float] = {}
         self._thread: int | None = None
         self.sip_port = config.port
+        self._admission = Admission(config.admission) if config.admission is not None else None
+        self._trusted = frozenset(config.trusted_proxies)
+        self._refusals_logged_at = 0.0  # loop time of the last refusal report
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -212,14 +224,17 @@ class Endpoint:
         if self._pump is not None:
             self._pump.cancel()
             self._pump = None
+        if self._admission is not None:
+            self._report_refusals(asyncio.get_running_loop().time())
         self._destroy()
 
     def _destroy(self) -> None:
-        for leg in self._legs.values():
-            leg.player = None
-            leg.ear = None
-            leg.recorders.clear()
-        self._legs.clear()  # drops the Call objects
+        # drops the Call objects, media first. No local of this frame may keep one: a Call
+        # freed after libDestroy() aborts the process (pjsua_call_set_user_data's assertion);
+        # a `for leg in ...` loop variable did, whenever a leg outlived the shutdown grace
+        # (e.g. an answered call whose ACK never came, whose BYE pjsip holds back)
+        for leg_id in list(self._legs):
+            self._forget(leg_id)
         if self._acc is not None:
             self._acc.shutdown()
             self._acc = None
@@ -231,8 +246,40 @@ class Endpoint:
     def _tick(self) -> None:
         assert self._ep is not None and self._loop is not None
         self._ep.libHandleEvents(0)
+        if self._admission is not None:
+            self._police(self._loop.time())
         self._drain()
         self._pump = self._loop.call_later(PUMP_INTERVAL, self._tick)
+
+    def _police(self, now: float) -> None:
+        """Give up answered calls whose ACK is overdue; report refused sources now and then."""
+        assert self._admission is not None
+        deadline = self._admission.next_deadline()
+        if deadline is not None and deadline <= now:
+            for leg_id in self._admission.expired(now):
+                leg = self._legs.get(leg_id)
+                if leg is not None and not leg.call.ended:
+                    log.info("sip_no_ack", leg=leg_id, waited=self._admission.limits.handshake_timeout)
+                    leg.call.ended_as = (408, "ACK not received")
+                    self.hangup(leg_id)
+        if now - self._refusals_logged_at >= REFUSALS_LOG_EVERY:
+            self._report_refusals(now)
+
+    def _report_refusals(self, now: float) -> None:
+        """One line per source refused since the last report: how many INVITEs, and its load."""
+        assert self._admission is not None
+        seconds = round(now - self._refusals_logged_at, 1)
+        self._refusals_logged_at = now
+        for source, count in self._admission.take_refusals().items():
+            calls, unconfirmed = self._admission.load(source)
+            log.warning(
+                "sip_source_refused",
+                source=source,
+                refused=count,
+                seconds=seconds,
+                calls=calls,
+                unconfirmed=unconfirmed,
+            )
 
     def _emit(self, event: ev.TelephonyEvent) -> None:
         self._queue.append(event)
@@ -258,10 +305,12 @@ class Endpoint:
         return f"leg{next(self._ids)}"
 
     # ------------------------------------------------------------- callbacks
-    def _on_incoming(self, acc: _Account, call_id: int) -> None:
+    def _on_incoming(self, acc: _Account, prm: pj.OnIncomingCallParam) -> None:
         leg_id = self._new_leg_id()
-        call = _Call(self, acc, leg_id, call_id)
+        call = _Call(self, acc, leg_id, prm.callId)
         self._legs[leg_id] = _Leg(call)
+        if self._admission is not None and not self._admit(call, prm.rdata):
+            return
         ci = call.getInfo()
         # the edge: every string from the network is made safe here, once (telephony/sanitize.py)
         from_uri = safe_text(ci.remoteUri)
@@ -275,6 +324,45 @@ class Endpoint:
             )
         )
 
+    def _admit(self, call: _Call, rdata: pj.SipRxData) -> bool:
+        """Admission control: False after answering the INVITE 486 (nothing is reported)."""
+        assert self._admission is not None and self._loop is not None
+        packet_source = safe_text(rdata.srcAddress, 64)
+        message = rdata.wholeMsg if self._trusted else ""  # only read when a proxy may vouch
+        source, problem = source_of(packet_source, message, self._trusted)
+        if problem is not None:
+            log.warning("sip_proxy_source_missing", proxy=packet_source, problem=safe_text(problem, 128))
+        refuse = self._admission.offer(call.leg_id, source, self._loop.time())
+        if refuse is None:
+            return True
+        if refuse.first:  # then one sip_source_refused line per source every REFUSALS_LOG_EVERY s
+            calls, unconfirmed = self._admission.load(source)
+            log.warning(
+                "sip_source_limited", source=source, limit=refuse.limit, calls=calls, unconfirmed=unconfirmed
+            )
+        call.refused = True
+        prm = pj.CallOpParam()
+        prm.statusCode = refuse.code
+        prm.reason = refuse.reason
+        try:
+            call.hangup(prm)
+        except pj.Error as exc:
+            log.warning("sip_refuse_failed", leg=call.leg_id, error=exc.info())
+        return False
+
+    def _refused_ended(self, leg_id: str) -> None:
+        """A refused INVITE's call is over: drop it after this callback returns."""
+        assert self._loop is not None
+        self._loop.call_soon(self._forget, leg_id)
+
+    def _confirmed(self, leg_id: str) -> None:
+        if self._admission is not None:
+            self._admission.confirmed(leg_id)
+
+    def _admitted_ended(self, leg_id: str) -> None:
+        if self._admission is not None:
+            self._admission.ended(leg_id)
+
     # --------------------------------------------------------------- control
     def _leg(self, leg_id: str) -> _Leg:
         leg = self._legs.get(leg_id)
@@ -286,6 +374,9 @@ class Endpoint:
         prm = pj.CallOpParam()
         prm.statusCode = code
         self._leg(leg_id).call.answer(prm)
+        if self._admission is not None and 200 <= code < 300:
+            assert self._loop is not None
+            self._admission.answered(leg_id, self._loop.time())  # the ACK is now due
 
     def hangup(self, leg_id: str, code: int = 0) -> None:
         """End a leg; harmless if it is already gone."""

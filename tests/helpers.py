@@ -143,6 +143,7 @@ class HotlineProcess:
     log_level: str = "debug"
     extra_toml: str = ""  # appended to the generated config
     auto_answer: bool = True  # [sip] auto_answer
+    sip_options: dict[str, Any] = field(default_factory=dict)  # more [sip] keys, e.g. {"max_calls": 200}
     sip_port: int = 0
     cti_port: int = 0
     http_port: int = 0
@@ -167,6 +168,7 @@ class HotlineProcess:
             f"port = {self.sip_port}",
             f"rtp_port = {free_port()}",
             f"auto_answer = {str(self.auto_answer).lower()}",
+            *(f"{k} = {toml_value(v)}" for k, v in self.sip_options.items()),
             "[cti]",
             'host = "127.0.0.1"',
             f"port = {self.cti_port}",

@@ -39,6 +39,11 @@ def test_shipped_config_loads_with_documented_keys() -> None:
         ),
         ("[[cti.tokens]]\nname='a'\nsecret='b'\n[[acd.agents]]\nid='1'\n", "'contact' is required"),
         ("[sip\n", "config.toml"),
+        (
+            "[sip]\ntrusted_proxies = ['kamailio']\n[[cti.tokens]]\nname='a'\nsecret='b'\n",
+            "sip.trusted_proxies: 'kamailio' is not an IP address",
+        ),
+        ("[sip]\nhandshake_timeout = 0\n[[cti.tokens]]\nname='a'\nsecret='b'\n", "must be above 0"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path: Path, toml: str, message: str) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
+import time
 import wave
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import numpy as np
 import pytest
 
 from .helpers import CtiClient, HotlineProcess, free_port
-from .peers import Sipp, dial, dtmf_keys
+from .peers import SIP_DIR, Sipp, dial, dtmf_keys
 from .rawsip import RawSip
 from .test_cti_schema import validate_events
 
@@ -175,3 +177,82 @@ async def test_kill_9_under_load_then_restart_leaves_no_open_call_and_no_broken_
         assert server.stop() == 0
     recovered = [e for e in server.log_events() if e["event"] == "recovered_previous_run"]
     assert len(recovered) == 1 and recovered[0]["calls_closed"] == 5
+
+
+def legit_calls(port: int, stop: threading.Event, every: float) -> list[tuple[int | None, float]]:
+    """Calls from 127.0.0.2 until ``stop``: (final code, INVITE-to-final seconds) each."""
+    out: list[tuple[int | None, float]] = []
+    sip = RawSip(("127.0.0.1", port), host="127.0.0.2")
+    try:
+        while not stop.is_set():
+            t0 = time.monotonic()
+            d = sip.invite(user=b"5550123")
+            r = sip.wait(d, range(200, 700), 5.0)
+            out.append((r.code if r else None, time.monotonic() - t0))
+            if r is not None and r.code == 200:
+                sip.ack(d)
+                sip.hang_up(d)
+            stop.wait(every)
+    finally:
+        sip.close()
+    return out
+
+
+async def test_a_legitimate_caller_gets_through_during_an_invite_flood(tmp_path: Path) -> None:
+    """Defect 3: INVITEs never ACKed from one address filled max_calls; real callers got 486
+    for 45-55 s after the flood. Here 600 INVITEs at 150/s from 127.0.0.3 against
+    max_calls = 200, while another address places calls (raw SIP, and a SIPp caller with
+    media): every one is answered at once, during the flood."""
+    server = HotlineProcess(workdir=tmp_path / "hotline", agents=AGENTS, sip_options={"max_calls": 200})
+    server.start()
+    try:
+        cti = await CtiClient.session(server)
+        stop = threading.Event()
+        legit = asyncio.create_task(asyncio.to_thread(legit_calls, server.sip_port, stop, 0.25))
+        flood = Sipp(
+            SIP_DIR / "flood_invite.xml",
+            tmp_path,
+            remote=f"127.0.0.1:{server.sip_port}",
+            service="hotline",
+            calls=600,
+            rate=150,
+            local_host="127.0.0.3",
+        ).start()
+        await asyncio.sleep(1.5)  # well into the flood
+        sipp_caller = dial(
+            server,
+            "caller_hangup_early",
+            tmp_path,
+            local_host="127.0.0.2",
+            keys={"dtmf_delay": 500, "hangup_ms": 500, **dtmf_keys("1", tmp_path)},
+        ).start()
+        assert await asyncio.to_thread(flood.wait, 30) == 0, flood.summary()
+        stop.set()
+        results = await legit
+        assert await asyncio.to_thread(sipp_caller.wait, 30) == 0, sipp_caller.summary()
+        assert len(results) >= 10, results
+        refused = [r for r in results if r[0] != 200]
+        assert not refused, f"legitimate calls refused during the flood: {refused}"
+        assert max(seconds for _, seconds in results) < 1.0, results
+        # the flood's admitted calls are given up when their ACK does not come
+        no_ack = await cti.wait_for(
+            lambda: [e for e in cti.events if e["event"] == "call.ended" and e["data"]["cause"] == "no_ack"],
+            15,
+            "flood calls ended for want of an ACK",
+        )
+        assert all(e["data"]["sip_code"] == 408 for e in no_ack)
+        flood_calls = {
+            e["call_id"]
+            for e in cti.events
+            if e["event"] == "call.offered" and e["data"]["caller"] == "flood"
+        }
+        assert 0 < len(flood_calls) <= 60, "admission let through more than 20 unconfirmed at a time"
+        assert (await cti.request("ping"))["ok"]
+        await cti.close()
+    finally:
+        assert server.stop() == 0
+    logs = server.log_events()
+    limited = [e for e in logs if e["event"] == "sip_source_limited"]
+    assert [(e["source"], e["limit"]) for e in limited] == [("127.0.0.3", "unconfirmed")]  # said at once
+    refused = [e for e in logs if e["event"] == "sip_source_refused"]  # then counted, once per period
+    assert {e["source"] for e in refused} == {"127.0.0.3"} and sum(e["refused"] for e in refused) >= 500
