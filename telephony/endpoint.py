@@ -341,14 +341,24 @@ class Endpoint:
                 "sip_source_limited", source=source, limit=refuse.limit, calls=calls, unconfirmed=unconfirmed
             )
         call.refused = True
-        prm = pj.CallOpParam()
-        prm.statusCode = refuse.code
-        prm.reason = refuse.reason
-        try:
-            call.hangup(prm)
-        except pj.Error as exc:
-            log.warning("sip_refuse_failed", leg=call.leg_id, error=exc.info())
+        # answered once pjsua2's onIncomingCall has returned, never inside it: a final response
+        # that ends the call at once (e.g. its Via cannot be routed) makes pjsua free the call's
+        # cloned request, which pjsua2 then frees again, and the process aborts
+        # (pjsip_rx_data_free_cloned: Assertion `rdata' failed; found by tests/test_fuzz.py)
+        self._loop.call_soon(self._refuse, call.leg_id, refuse.code, refuse.reason)
         return False
+
+    def _refuse(self, leg_id: str, code: int, reason: str) -> None:
+        leg = self._legs.get(leg_id)
+        if leg is None or leg.call.ended:
+            return  # cancelled meanwhile
+        prm = pj.CallOpParam()
+        prm.statusCode = code
+        prm.reason = reason
+        try:
+            leg.call.hangup(prm)
+        except pj.Error as exc:
+            log.warning("sip_refuse_failed", leg=leg_id, error=exc.info())
 
     def _refused_ended(self, leg_id: str) -> None:
         """A refused INVITE's call is over: drop it after this callback returns."""
