@@ -96,6 +96,15 @@ class Decision:
     event: FlowReloaded | FlowRejected
 
 
+MAX_TEXT = 500  # characters of a diagnostic's message or hint in an ivr.flow_rejected event
+
+
+def _brief(text: str) -> str:
+    """A diagnostic quotes what it found, which in a hostile file can be 100,000 characters:
+    the event carries the start of it (file:line:col says where the rest is)."""
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
 def decide(
     *,
     live: Mapping[str, ivr.Flow],
@@ -137,8 +146,8 @@ def decide(
             line=first.loc.line,
             col=first.loc.col,
             code=first.code,
-            message=first.message,
-            hint=first.hint,
+            message=_brief(first.message),
+            hint=_brief(first.hint),
             errors=len(errors),
         )
         return Decision(False, flows, errors, rejected)

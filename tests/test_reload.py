@@ -272,3 +272,17 @@ async def test_events_have_wire_names_and_schemas() -> None:
 async def _polls(w: hr.FlowWatcher, n: int) -> None:
     for _ in range(n):
         w.poll()
+
+
+async def test_a_rejection_event_quotes_a_huge_value_only_briefly(tmp_path: Path) -> None:
+    """Found by bench/fuzz.py: a diagnostic quoting a 100,000-character value made an
+    ivr.flow_rejected line longer than CTI clients read (64 KiB is common)."""
+    write(tmp_path / "main.yaml", MAIN.format(greeting="v1"))
+    rec = Recorder()
+    w = watcher(tmp_path, rec)
+    w.prime()
+    write(tmp_path / "main.yaml", BROKEN.replace("next: nowhere", "next: " + "x" * 100_000))
+    await _polls(w, 2)
+    event = rec.rejected[-1][1]
+    assert event.code == "flow.unknown_node" and len(event.message) <= 500 and event.message.endswith("…")
+    assert len(cti_bridge.envelope(1, event, 0.0)["data"]["message"]) <= 500
