@@ -10,9 +10,9 @@ import pytest
 import structlog
 
 import cti_bridge
-from cti_bridge import protocol
 from acd import AgentState
 from acd import events as aev
+from cti_bridge import protocol
 
 from .helpers import CtiClient
 
