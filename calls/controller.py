@@ -1047,6 +1047,8 @@ class CallController(FloorMixin, CueMixin):
         cause = call.end_cause
         if call.callback is not None and call.phase is P.QUEUED and self.router.has_call(call.call_id):
             cause = "callback_requested"  # the caller hung up (or the flow did); their place is kept
+        if cause is None and code == 408 and not call.confirmed:
+            cause = "no_ack"  # answered, but the caller's ACK never came (telephony/admission.py)
         if cause is None:
             cause = {P.QUEUED: "abandoned", P.CONNECTED: "caller_hangup"}.get(call.phase, "caller_hangup")
         self._end_call(call, cause, code)

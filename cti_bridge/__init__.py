@@ -8,8 +8,8 @@ from .audit import AuditError, AuditLog, verify_audit
 from .events import PROTOCOL_VERSION, envelope, event_data, iso_utc, wire_name
 from .httpd import OpsEndpoints, start_http
 from .mqtt import MqttPublisher, MqttSettings
-from .outbox import Outbox, OutboxError
-from .protocol import CtiError, require_str
+from .outbox import Outbox, OutboxError, json_safe
+from .protocol import CtiError, JsonLimitError, load_json, require_str
 from .schema import event_schema, vocabulary_schemas
 from .server import (
     COMMAND_SCOPES,
@@ -93,6 +93,7 @@ __all__ = [
     "CtiServer",
     "EventBus",
     "HttpRoutes",
+    "JsonLimitError",
     "MqttPublisher",
     "MqttSettings",
     "OpsEndpoints",
@@ -108,6 +109,8 @@ __all__ = [
     "event_data",
     "event_schema",
     "iso_utc",
+    "json_safe",
+    "load_json",
     "require_str",
     "tls_context",
     "verify_audit",

@@ -42,6 +42,9 @@ class MqttPublisher:
         self.settings = settings
         self.outbox = outbox
         self.cursor = outbox.cursor("mqtt")
+        # durable from now on: a run killed before its first broker connection attempt ended
+        # must not make the next one start at the newest event and skip this run's backlog
+        outbox.save_cursor("mqtt", self.cursor)
         self.connected = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None

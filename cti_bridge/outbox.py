@@ -8,11 +8,13 @@ the batch's events fanned out. Reads for ``since`` replay are chunked.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import json.encoder as json_encoder
+import math
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -69,14 +71,17 @@ class Outbox:
         return None if row[0] is None else int(row[0])
 
     def write(self, rows: list[tuple[int, str, float, str]]) -> None:
-        """Make a batch durable: (seq, event, wall, line) rows, in one transaction."""
+        """Make a batch durable: (seq, event, wall, line) rows, in one transaction. Whatever
+        fails (the disk, the lock, a value SQLite cannot bind), the transaction is rolled
+        back before OutboxError is raised: it is never left open for the next write."""
         try:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT INTO cti_outbox (seq, event, wall, line) VALUES (?, ?, ?, ?)", rows)
             self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:
             if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # a failed rollback ends the transaction too
+                    self._db.execute("ROLLBACK")
             raise OutboxError(f"cannot write the event outbox {self.path}: {exc}") from exc
 
     def read_after(self, seq: int, limit: int) -> list[tuple[int, str, str]]:
@@ -85,6 +90,27 @@ class Outbox:
             "SELECT seq, event, line FROM cti_outbox WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
         )
         return [(int(s), str(e), str(line)) for s, e, line in cur.fetchall()]
+
+    def recent(self, since_wall: float, events: Collection[str]) -> list[tuple[int, str, float, str]]:
+        """(seq, event, wall, line) rows named in ``events`` and written at or after
+        ``since_wall`` (epoch seconds), oldest first. Walks back from the newest row by seq
+        and stops at the first older one, so it reads only the recent tail (start-up
+        recovery asks about the calls a killed run left open)."""
+        rows: list[tuple[int, str, float, str]] = []
+        cur = self._db.execute("SELECT seq, event, wall, line FROM cti_outbox ORDER BY seq DESC")
+        for seq, event, wall, line in cur:
+            if wall < since_wall:
+                break
+            if event in events:
+                rows.append((int(seq), str(event), float(wall), str(line)))
+        cur.close()
+        rows.reverse()
+        return rows
+
+    def last_wall(self) -> float | None:
+        """When the newest event was written (epoch seconds), or None when there is none."""
+        row = self._db.execute("SELECT wall FROM cti_outbox ORDER BY seq DESC LIMIT 1").fetchone()
+        return None if row is None else float(row[0])
 
     def cursor(self, name: str) -> int:
         """Where an internal consumer left off; a new one starts at the newest event."""
@@ -126,16 +152,51 @@ def _not_serializable(obj: object) -> Any:
 # (The C encoder is private to the json module, and absent from typeshed: found with getattr.)
 _make_c_encoder = getattr(json_encoder, "c_make_encoder", None)
 _c_escape = getattr(json_encoder, "c_encode_basestring", None)
+# allow_nan=False: NaN and Infinity are not JSON; an event holding one is repaired (see below)
 _c_encoder: Any = (
     None
     if _make_c_encoder is None or _c_escape is None
-    else _make_c_encoder(None, _not_serializable, _c_escape, None, ":", ",", False, False, True)
+    else _make_c_encoder(None, _not_serializable, _c_escape, None, ":", ",", False, False, False)
 )
-_py_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_py_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 def encode_line(envelope: dict[str, Any]) -> str:
-    """The envelope as one JSON line (no newline): compact, UTF-8 kept as is."""
+    """The envelope as one JSON line (no newline): compact, UTF-8 kept as is. Raises
+    TypeError or ValueError for what JSON cannot hold (an object, NaN); the line may still
+    hold a lone surrogate, which :func:`safe_line` catches."""
     if _c_encoder is None:
         return _py_encode(envelope)
     return "".join(_c_encoder(envelope, 0))
+
+
+def safe_line(envelope: dict[str, Any]) -> tuple[str, dict[str, Any], str | None]:
+    """(line, envelope, problem): the JSON line of ``envelope``, which always encodes to
+    UTF-8 and always parses. An envelope that cannot be written as it is (a lone surrogate
+    from undecodable bytes, NaN, an object JSON does not know) is repaired with
+    :func:`json_safe`; the repaired envelope and what was wrong come back with it.
+    Costs one ``isascii`` scan for the usual all-ASCII line."""
+    try:
+        line = encode_line(envelope)
+        if not line.isascii():
+            line.encode("utf-8")  # a lone surrogate raises here, not in SQLite or a socket
+        return line, envelope, None
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+        repaired = json_safe(envelope)
+        return encode_line(repaired), repaired, f"{type(exc).__name__}: {exc}"
+
+
+def json_safe(value: Any) -> Any:
+    """A copy of ``value`` that JSON and UTF-8 take: lone surrogates become ``\\udcf9``
+    escapes in the text, NaN and infinities become null, unknown objects their ``str``."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {json_safe(str(k)): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return json_safe(str(value))

@@ -19,7 +19,7 @@ import structlog
 
 from .audit import AuditLog
 from .events import PROTOCOL_VERSION, envelope, wire_name
-from .outbox import Outbox, OutboxError, encode_line
+from .outbox import Outbox, safe_line
 from .protocol import (
     MAX_LINE_BYTES,
     CtiError,
@@ -53,6 +53,7 @@ MAX_AUTH_FAILURES = 3  # per connection, then it is closed
 THROTTLE_FAILURES = 5  # failed auths from one address within THROTTLE_WINDOW ...
 THROTTLE_WINDOW = 60.0  # seconds ...
 THROTTLE_BLOCK = 30.0  # ... refuse every auth from it for this many seconds
+LOGGED_BAD_LINES = 5  # bad lines (not JSON, over a limit) logged per connection; the rest are counted
 
 
 class EventBus:
@@ -84,14 +85,21 @@ class EventBus:
         self._sinks.append(sink)
 
     def publish(self, event: object) -> dict[str, Any]:
-        self.seq += 1
+        """Number ``event`` and queue it for the outbox and the clients. The seq is taken
+        only once the event is sure to go out: an object that is no event (TypeError, a
+        bug) takes none, and an event holding what JSON cannot (bytes that are not UTF-8,
+        NaN) is repaired and still goes out under its seq, so seq never has a gap."""
+        seq = self.seq + 1
         wall = self._wall()
-        env = envelope(self.seq, event, wall)
-        line = encode_line(env)
+        env = envelope(seq, event, wall)
+        line, env, problem = safe_line(env)
+        self.seq = seq
+        if problem is not None:
+            log.error("event_repaired", seq=seq, cti_event=env["event"], error=problem)
         if self.outbox is None:
             self._deliver([env["event"]], [line], [env])
             return env
-        self._pending.append((self.seq, env["event"], wall, line))
+        self._pending.append((seq, env["event"], wall, line))
         self._pending_envs.append(env)
         if self._flush_handle is None:
             try:
@@ -118,7 +126,7 @@ class EventBus:
         try:
             self.outbox.write(rows)
             self._unwritten = []
-        except OutboxError as exc:
+        except Exception as exc:  # OutboxError, or anything else: the batch must not be lost
             # keep serving: deliver live, keep the rows to write on the next flush
             self._unwritten = rows[-MAX_UNWRITTEN:]
             log.error("cti_outbox_write_failed", error=str(exc), unwritten=len(self._unwritten))
@@ -240,6 +248,7 @@ class Session:
         self.subscription = Subscription()
         self.token: Token | None = None
         self.auth_failures = 0
+        self.bad_lines = 0  # lines refused as cti.bad_json / cti.line_too_long
         self._chunks: deque[bytes] = deque()  # queued, not yet handed to the transport
         self._queued = 0  # lines in _chunks
         self._wake = asyncio.Event()
@@ -555,9 +564,9 @@ class CtiServer:
                         break
                     except asyncio.LimitOverrunError as more:
                         await reader.readexactly(more.consumed)
-                client.send(
-                    error_reply(None, "cti.line_too_long", f"a line may hold at most {MAX_LINE_BYTES} bytes")
-                )
+                too_long = CtiError("cti.line_too_long", f"a line may hold at most {MAX_LINE_BYTES} bytes")
+                client.send(error_reply(None, too_long.code, too_long.message))
+                self._bad_line(client, too_long)
 
     # -------------------------------------------------------------- protocol
     async def _dispatch(self, client: Session, line: bytes) -> None:
@@ -602,6 +611,8 @@ class CtiServer:
         except CtiError as exc:
             rid = getattr(exc, "request_id", rid)
             client.send(error_reply(rid, exc.code, exc.message))
+            if exc.code in ("cti.bad_json", "cti.line_too_long"):
+                self._bad_line(client, exc)
             if (
                 exc.code in ("cti.auth_failed", "cti.auth_throttled")
                 and client.auth_failures >= MAX_AUTH_FAILURES
@@ -613,6 +624,19 @@ class CtiServer:
                 error_reply(
                     rid, "cti.internal", f"the server failed to run this command: {type(exc).__name__}"
                 )
+            )
+
+    def _bad_line(self, client: Session, exc: CtiError) -> None:
+        """Bad input is the client's problem, not a server fault: one warning line (no
+        traceback) for each of the first few per connection, then silence."""
+        client.bad_lines += 1
+        if client.bad_lines <= LOGGED_BAD_LINES:
+            log.warning(
+                "cti_bad_line",
+                peer=client.peer,
+                code=exc.code,
+                error=exc.message[:200],
+                **({"further_bad_lines": "not logged"} if client.bad_lines == LOGGED_BAD_LINES else {}),
             )
 
     async def _subscribe(self, client: Session, rid: Any, args: dict[str, Any]) -> None:

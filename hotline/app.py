@@ -31,11 +31,11 @@ from calls import effects as fx
 from calls import inputs as inp
 from telephony import events as tev
 
-from . import edge, ops, outbound, profiles, proxy, reload, retention, trunks, web
+from . import edge, ops, outbound, profiles, proxy, recovery, reload, retention, trunks, web
 from .commands import Commands
 from .config import Config
 from .cues import build_cues, cue_policy
-from .flowset import agent_specs, known_skills, load_flows, prompt_ids, queue_specs
+from .flowset import admission_limits, agent_specs, known_skills, load_flows, prompt_ids, queue_specs
 from .jobs import Jobs
 from .promptcheck import startup_findings
 from .prompts import PromptResolver
@@ -179,6 +179,9 @@ class Server:
                 accept_srtp=bool(front and front.tls_port),
                 trunks=trunks.trunk_specs(config),
                 request_headers=proxy.worker_headers(config),
+                admission=admission_limits(sip),
+                # behind the proxy every INVITE comes from it: its X-Hotline-Source names the caller
+                trusted_proxies=tuple({*sip.trusted_proxies, *(("127.0.0.1",) if front else ())}),
             ),
             self._on_telephony,
         )
@@ -275,6 +278,14 @@ class Server:
             await self.store.open()
             await self.profiles.open()
             await self.outbound.store.open()
+            # before taking calls: close the calls, finish the recordings a killed run left
+            await recovery.recover(
+                store=self.store,
+                outbox=self.bus.outbox,
+                publish=self.bus.publish,
+                recordings=self.recordings,
+                mask=lambda number: calls.mask_number(number, self.config.cti.caller_mask),
+            )
             if self.config.retention.days > 0:
                 r = self.config.retention
                 self._retention = asyncio.create_task(

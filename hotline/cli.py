@@ -37,15 +37,19 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config_or_report(args.config)
     if config is None:
         return 2
+    hlog.configure(config.server.log_format, config.server.log_level)
+    import structlog
+
+    from . import exposure
     from .preflight import preflight
 
+    for finding in exposure.notices(config.sip.host):  # e.g. SIP on every interface: said once
+        structlog.get_logger("hotline").warning(finding.code.replace(".", "_"), message=finding.message)
     problems = preflight(config)
     for problem in problems:
         print(f"hotline: {problem}", file=sys.stderr)
     if problems:
         return 2
-    hlog.configure(config.server.log_format, config.server.log_level)
-
     from .app import Server, StartError
 
     try:

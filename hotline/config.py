@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import ipaddress
 import sys
 import tomllib
 import types
@@ -51,6 +52,12 @@ class SipConfig:
     user: str = "hotline"  # user part of our SIP identity
     auto_answer: bool = True  # answer every incoming call at once; false = ring until CTI call.answer
     pjsip_log_level: int = 1  # pjlib's own verbosity 0-6; its lines are logged as event "pjsip"
+    handshake_timeout: float = 5.0  # seconds an answered call may wait for its ACK; then it is dropped
+    per_source_calls: int = 0  # calls up at once from one source address; 0 = three quarters of max_calls
+    per_source_unconfirmed: int = 20  # calls from one source not yet ACKed (or still ringing)
+    per_source_rate: float = 20.0  # new INVITEs per second from one source, sustained ...
+    per_source_burst: int = 60  # ... after a burst of this many
+    trusted_proxies: tuple[str, ...] = ()  # proxies whose X-Hotline-Source header names the real source
 
 
 @dataclass(frozen=True, slots=True)
@@ -602,6 +609,24 @@ def _problems(config: Config, where: str, failed: set[str]) -> list[str]:
     for t in config.sip.transports if "sip" not in failed else ():
         if t not in ("udp", "tcp"):
             out.append(f"{where}: sip.transports: '{t}' is not one of udp, tcp")
+    if "sip" not in failed:
+        sip = config.sip
+        for proxy in sip.trusted_proxies:
+            try:
+                ipaddress.ip_address(proxy)
+            except ValueError:
+                out.append(
+                    f"{where}: sip.trusted_proxies: '{proxy}' is not an IP address (the proxy's, as its "
+                    "packets arrive, e.g. 127.0.0.1)"
+                )
+        if sip.handshake_timeout <= 0 or sip.per_source_unconfirmed < 1 or sip.per_source_rate <= 0:
+            out.append(
+                f"{where}: sip.handshake_timeout, per_source_unconfirmed and per_source_rate must be above 0"
+            )
+        if sip.per_source_calls < 0 or sip.per_source_burst < 1:
+            out.append(
+                f"{where}: sip.per_source_calls must be 0 (automatic) or more, per_source_burst 1 or more"
+            )
     if config.retention.days < 0:
         out.append(f"{where}: retention.days must be 0 (keep forever) or more")
     if "cti" not in failed:

@@ -6,7 +6,7 @@ Shared by the server and the commands that check a config offline (validate, pro
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -14,7 +14,10 @@ import acd
 import ivr
 
 from . import proxy
-from .config import Config
+from .config import Config, SipConfig
+
+if TYPE_CHECKING:
+    from telephony.admission import AdmissionLimits
 
 log = structlog.get_logger("hotline")
 
@@ -61,6 +64,19 @@ def agent_specs(config: Config) -> list[acd.AgentSpec]:
         )
         for a in config.acd.agents
     ]
+
+
+def admission_limits(sip: SipConfig) -> AdmissionLimits:
+    """[sip] per-source limits for the endpoint's admission control (telephony/admission.py)."""
+    from telephony.admission import AdmissionLimits
+
+    return AdmissionLimits(
+        calls=sip.per_source_calls or max(1, sip.max_calls * 3 // 4),
+        unconfirmed=sip.per_source_unconfirmed,
+        rate=sip.per_source_rate,
+        burst=sip.per_source_burst,
+        handshake_timeout=sip.handshake_timeout,
+    )
 
 
 def known_skills(config: Config) -> set[str]:

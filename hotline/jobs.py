@@ -21,7 +21,7 @@ import telephony
 from calls import effects as fx
 from calls import inputs as inp
 
-from . import profiles
+from . import profiles, untrusted
 from .config import ProfilesConfig
 from .prompts import PromptResolver
 
@@ -179,7 +179,7 @@ class Jobs:
             async with self._http.request(
                 req.method, req.url, json=req.json, timeout=aiohttp.ClientTimeout(total=req.timeout)
             ) as resp:
-                body = await resp.json(content_type=None)
+                body = await untrusted.read_json(resp)  # bounded, and safe for every sink
                 reply = ivr.LookupResult(request_id=req.request_id, status=resp.status, body=body)
         except Exception as exc:  # timeout, refused, not JSON ...: the flow takes its fallback exit
             reason = type(exc).__name__

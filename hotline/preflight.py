@@ -3,7 +3,7 @@
 `hotline validate --config` and `hotline run` both call :func:`preflight`, so the server never
 fails at start-up on something the validator could have seen: what the ACD router refuses, a
 broken main flow, an overflow to a node the main flow lacks, bad calling hours, a bad time
-zone or purge time, unreadable TLS files.
+zone or purge time, unreadable TLS files, a default or short CTI secret on a public address.
 """
 
 from __future__ import annotations
@@ -55,6 +55,11 @@ def preflight(config: Config, *, main_flow: bool = True) -> list[str]:
     except (retention.RetentionConfigError, outbound.OutboundConfigError) as exc:
         problems.append(f"[retention]: {exc}")
     c = config.cti
+    from . import exposure  # a default or short secret on a non-loopback CTI address
+
+    addresses = exposure.cti_addresses(c.host, c.http_port, c.http_host)
+    for finding in exposure.weak_secrets([(t.name, t.secret) for t in c.tokens], addresses):
+        problems.append(f"cannot start: {finding.code}: {finding.message}")
     if c.tls_cert:
         import cti_bridge
 

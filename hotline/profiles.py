@@ -31,6 +31,7 @@ import aiohttp
 import aiosqlite
 import structlog
 
+from . import untrusted
 from .csvimport import ImportReport, RowError, csv_rows, open_csv, open_sync, upsert_all
 from .numbers import mask_number, normalize_number
 
@@ -478,7 +479,7 @@ class ProfileStore:
                 if resp.status != 200:
                     log.warning("profile_lookup_failed", number=mask_number(number), status=resp.status)
                     return None
-                body = await resp.json(content_type=None)
+                body = await untrusted.read_json(resp)  # bounded, and safe for every sink
         except Exception as exc:  # timeout, refused, not JSON: the caller is unknown, the call goes on
             log.warning("profile_lookup_failed", number=mask_number(number), reason=type(exc).__name__)
             return None

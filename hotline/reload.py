@@ -96,6 +96,15 @@ class Decision:
     event: FlowReloaded | FlowRejected
 
 
+MAX_TEXT = 500  # characters of a diagnostic's message or hint in an ivr.flow_rejected event
+
+
+def _brief(text: str) -> str:
+    """A diagnostic quotes what it found, which in a hostile file can be 100,000 characters:
+    the event carries the start of it (file:line:col says where the rest is)."""
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
 def decide(
     *,
     live: Mapping[str, ivr.Flow],
@@ -137,8 +146,8 @@ def decide(
             line=first.loc.line,
             col=first.loc.col,
             code=first.code,
-            message=first.message,
-            hint=first.hint,
+            message=_brief(first.message),
+            hint=_brief(first.hint),
             errors=len(errors),
         )
         return Decision(False, flows, errors, rejected)
@@ -215,13 +224,35 @@ class FlowWatcher:
     _primed: bool = False
     _task: asyncio.Task[None] | None = None
 
+    def _compile(
+        self, sources: Mapping[str, str], blame: Collection[str]
+    ) -> tuple[Mapping[str, ivr.Flow], Sequence[ivr.Diagnostic]]:
+        """The compiler's verdict. Should it crash (a bug: no input may do that), the crash
+        becomes an error diagnostic on the first of ``blame`` (the files that changed), so the
+        set is rejected with ``ivr.flow_rejected`` like any invalid edit and the previous
+        flows stay live; one log line, no traceback."""
+        try:
+            return self.compile(sources)
+        except Exception as exc:
+            culprit = min(blame or sources or [str(self.directory)])
+            log.error("flow_compiler_failed", file=culprit, error=f"{type(exc).__name__}: {exc}")
+            return {}, [
+                ivr.Diagnostic(
+                    ivr.Location(culprit, 1, 1),
+                    "flow.compiler_failed",
+                    f"the flow compiler failed on this set ({type(exc).__name__}: {exc})",
+                    "simplify the last edit; please report the file as a hotline bug. "
+                    "The previous flows stay live",
+                )
+            ]
+
     def prime(self) -> tuple[Mapping[str, ivr.Flow], list[ivr.Diagnostic]]:
         """Scan and compile the directory as it is and make that the live set, whatever
         its errors (the server decides at start-up whether it can run with them)."""
         self._seen = scan(self.directory, {}, self.wall())
         files = digest(self._seen)
         sources, problems = read_sources(list(files))
-        flows, diagnostics = self.compile(sources)
+        flows, diagnostics = self._compile(sources, list(files))
         self.live, self._live_files, self._judged = dict(flows), files, dict(files)
         self._primed = True
         return self.live, [*problems, *diagnostics]
@@ -240,7 +271,8 @@ class FlowWatcher:
         """Compile ``files`` and make them live, or reject them keeping the live set."""
         self._judged = files
         sources, problems = read_sources(list(files))
-        flows, diagnostics = self.compile(sources)
+        changed = [p for p, h in files.items() if self._live_files.get(p) != h]
+        flows, diagnostics = self._compile(sources, changed)
         decision = decide(
             live=self.live,
             live_files=self._live_files,

@@ -199,6 +199,13 @@ class CallStore:
         self._writes.put_nowait(done)
         await done
 
+    async def open_calls(self) -> list[dict[str, Any]]:
+        """Every call whose record has no end: at start-up, the calls a killed run left open."""
+        assert self._db is not None
+        self._db.row_factory = aiosqlite.Row
+        async with self._db.execute("SELECT * FROM calls WHERE ended_at IS NULL ORDER BY started_at") as cur:
+            return [dict(row) for row in await cur.fetchall()]
+
     async def get(self, call_id: str) -> dict[str, Any] | None:
         assert self._db is not None
         self._db.row_factory = aiosqlite.Row

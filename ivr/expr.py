@@ -17,6 +17,12 @@ with a word is false, and no input makes :func:`evaluate` raise.
 
 Prompt texts interpolate expressions in braces: ``"you are number {queue.position}"``;
 ``{{`` and ``}}`` are literal braces.
+
+Limits (so that no text, however hostile, can exhaust the compiler's stack or make
+an integer too large to convert): brackets, parentheses and ``not`` nest at most
+:data:`MAX_NESTING` deep, an expression tree (long ``and``/``or`` chains included) is
+at most :data:`MAX_DEPTH` deep, and a number has at most :data:`MAX_NUMBER_DIGITS`
+digits. Beyond them, :class:`ExprError` names the limit and the column.
 """
 
 from __future__ import annotations
@@ -33,6 +39,10 @@ KEYWORDS = {"and", "or", "not", "in", "true", "false", "null"}
 _COMPARE = {"==", "!=", "<", "<=", ">", ">="}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?")
+
+MAX_NESTING = 32  # brackets, parentheses and `not`s inside one another
+MAX_DEPTH = 200  # levels of the whole expression tree (a chain of 199 `or`s is 200 deep)
+MAX_NUMBER_DIGITS = 30  # digits in a number literal (both parts of a decimal together)
 
 
 class ExprError(IvrError):
@@ -115,6 +125,8 @@ def _tokenize(text: str) -> list[_Token]:
         m = _NUMBER.match(text, i)
         if m:
             raw = m.group()
+            if len(raw) - raw.count(".") > MAX_NUMBER_DIGITS:
+                raise ExprError(f"a number has more than {MAX_NUMBER_DIGITS} digits", col)
             tokens.append(_Token("num", raw, col, float(raw) if "." in raw else int(raw)))
             i = m.end()
             continue
@@ -144,6 +156,18 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.tokens = _tokenize(text)
         self.i = 0
+        self.nesting = 0  # brackets, parentheses and `not`s open around the current token
+
+    def enter(self, tok: _Token) -> None:
+        """One level deeper; past MAX_NESTING the expression is refused (before the
+        recursion could reach Python's own limit)."""
+        self.nesting += 1
+        if self.nesting > MAX_NESTING:
+            raise ExprError(
+                f"nested more than {MAX_NESTING} levels deep (brackets, parentheses and 'not'); "
+                "split the condition, e.g. into a `set` node",
+                tok.col,
+            )
 
     def peek(self) -> _Token:
         return self.tokens[self.i]
@@ -171,6 +195,7 @@ class _Parser:
         tok = self.peek()
         if tok.kind != "end":
             raise ExprError(f"unexpected {tok.text!r}; join conditions with 'and' or 'or'", tok.col)
+        _check_depth(expr)
         return expr
 
     def or_(self) -> Expr:
@@ -189,8 +214,11 @@ class _Parser:
 
     def not_(self) -> Expr:
         if self.is_word("not"):
-            col = self.take().col
-            return Not(self.not_(), col)
+            tok = self.take()
+            self.enter(tok)
+            operand = self.not_()
+            self.nesting -= 1
+            return Not(operand, tok.col)
         return self.compare()
 
     def compare(self) -> Expr:
@@ -220,10 +248,13 @@ class _Parser:
                 raise ExprError("'-' must be followed by a number", tok.col)
             return Literal(-num.value, tok.col)
         if tok.kind == "op" and tok.text == "(":
+            self.enter(tok)
             inner = self.or_()
             self.expect(")")
+            self.nesting -= 1
             return inner
         if tok.kind == "op" and tok.text == "[":
+            self.enter(tok)
             items: list[Expr] = []
             if not (self.peek().kind == "op" and self.peek().text == "]"):
                 items.append(self.or_())
@@ -231,6 +262,7 @@ class _Parser:
                     self.take()
                     items.append(self.or_())
             self.expect("]")
+            self.nesting -= 1
             return ListExpr(tuple(items), tok.col)
         if tok.kind == "name":
             if tok.text == "true":
@@ -252,6 +284,32 @@ class _Parser:
         if tok.kind == "end":
             raise ExprError("the expression ends too early", tok.col)
         raise ExprError(f"unexpected {tok.text!r}", tok.col)
+
+
+def _children(expr: Expr) -> tuple[Expr, ...]:
+    match expr:
+        case ListExpr(items=items):
+            return items
+        case Not(operand=operand):
+            return (operand,)
+        case BinOp(left=left, right=right):
+            return (left, right)
+    return ()
+
+
+def _check_depth(root: Expr) -> None:
+    """Refuse a tree deeper than MAX_DEPTH (walked with a stack, not by recursion), so that
+    :func:`variables` and :func:`evaluate`, which recurse, always stay within Python's limit."""
+    stack = [(root, 1)]
+    while stack:
+        expr, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ExprError(
+                f"the expression is more than {MAX_DEPTH} levels deep (e.g. a long chain of "
+                "'and'/'or'); use `in [...]` for lists of values or split it into `set` nodes",
+                expr.col,
+            )
+        stack.extend((child, depth + 1) for child in _children(expr))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -22,6 +22,7 @@ from . import expr as ex
 from .errors import Diagnostic, FlowInvalid, Location
 
 MAX_FAILURES = 3  # the no-dead-end ladder: re-prompt, re-prompt with choices, human
+MAX_YAML_NESTING = 64  # [ ] and { } inside one another; PyYAML's scanner is quadratic in it
 
 # Variables every call has without a `set`: the adapter fills them (see docs/flows.md).
 BUILTIN_VARIABLES = frozenset({"caller", "call", "queue", "language", "emergency", "lookup"})
@@ -1453,7 +1454,7 @@ def _declared(r: _Reader, node: yaml.Node) -> dict[str, Any]:
         if isinstance(vnode, yaml.ScalarNode):
             try:
                 out[key] = yaml.safe_load(yaml.serialize(vnode))
-            except yaml.YAMLError:
+            except (yaml.YAMLError, ValueError):  # ValueError: an int of 4300+ digits
                 out[key] = vnode.value
             if not isinstance(out[key], str | int | float | bool | type(None)):
                 out[key] = str(vnode.value)
@@ -1647,6 +1648,16 @@ def _yaml_syntax(path: str, exc: yaml.MarkedYAMLError) -> tuple[Location, str, s
         f"YAML syntax: {problem}",
         "check indentation and quoting on this line",
     )
+def yaml_nesting(text: str) -> int:
+    """How deeply ``[``/``{`` collections nest in ``text`` (brackets in quotes count too, so this
+    may overstate; it is only scanned when the file holds more brackets than the limit)."""
+    if text.count("[") + text.count("{") <= MAX_YAML_NESTING:
+        return 0
+    depth = deepest = 0
+    for m in re.finditer(r"[\[\]{}]", text):
+        depth = depth + 1 if m.group() in "[{" else max(0, depth - 1)
+        deepest = max(deepest, depth)
+    return deepest
 
 
 def compile_flow(
@@ -1669,6 +1680,14 @@ def compile_flow(
     """
     r = _Reader(path)
     version = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    if yaml_nesting(text) > MAX_YAML_NESTING:  # refused before PyYAML spends seconds on it
+        r.error(
+            Location(path, 1, 1),
+            "flow.yaml_syntax",
+            f"YAML nested more than {MAX_YAML_NESTING} levels deep ([ and {{ inside one another)",
+            "flatten the file",
+        )
+        return None, r.diagnostics
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -1880,8 +1899,8 @@ def compile_flow_set(
         name = Path(path).stem
         sets: set[str] = set()
         try:
-            top = yaml.safe_load(text)
-        except (yaml.YAMLError, RecursionError):
+            top = yaml.safe_load(text) if yaml_nesting(text) <= MAX_YAML_NESTING else None
+        except (yaml.YAMLError, RecursionError, ValueError):  # ValueError: an int of 4300+ digits
             top = None
         if isinstance(top, dict):
             if isinstance(top.get("flow"), str):

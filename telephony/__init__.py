@@ -10,8 +10,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import events
+from .admission import AdmissionLimits
 from .errors import LegGone, TelephonyError
-from .media import StereoResult, merge_stereo, sha256_file, wav_seconds, write_tone
+from .media import (
+    StereoResult,
+    WavRepair,
+    merge_stereo,
+    repair_wav_header,
+    sha256_file,
+    wav_seconds,
+    write_tone,
+)
 from .tts import Synthesizer
 
 if TYPE_CHECKING:
@@ -38,14 +47,17 @@ def trunk_spec(**fields: object) -> TrunkSpec:
 
 
 __all__ = [
+    "AdmissionLimits",
     "LegGone",
     "StereoResult",
     "Synthesizer",
     "TelephonyError",
+    "WavRepair",
     "build_endpoint",
     "endpoint_config",
     "events",
     "merge_stereo",
+    "repair_wav_header",
     "sha256_file",
     "trunk_spec",
     "wav_seconds",

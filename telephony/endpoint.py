@@ -25,8 +25,10 @@ import pjsua2 as pj
 import structlog
 
 from . import events as ev
+from .admission import Admission, AdmissionLimits, source_of
 from .errors import LegGone, TelephonyError
 from .media import wav_seconds
+from .sanitize import safe_digit, safe_text
 
 log = structlog.get_logger("telephony")
 
@@ -54,6 +56,8 @@ class TrunkSpec:
     from_user: str = ""  # user part of From; "" = username, else our user
     contact_host: str = ""  # host:port put in the registration's Contact ("" = ours): the proxy's
 
+REFUSALS_LOG_EVERY = 10.0  # seconds: refused INVITEs are logged once per source per period
+
 
 @dataclass(frozen=True, slots=True)
 class EndpointConfig:
@@ -72,6 +76,8 @@ class EndpointConfig:
     accept_srtp: bool = False  # incoming calls may offer SRTP (RTP/SAVP or a=crypto); TLS at the proxy
     trunks: tuple[TrunkSpec, ...] = ()
     request_headers: tuple[tuple[str, str], ...] = ()  # added to every call we make and REGISTER we send
+    admission: AdmissionLimits | None = None  # per-source limits on incoming calls; None = none
+    trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Hotline-Source header names the caller
 
 
 class _LogWriter(pj.LogWriter):  # type: ignore[misc]
@@ -128,7 +134,7 @@ class _Account(pj.Account):  # type: ignore[misc]
         self.name = name  # "default", "media:<policy>", "trunk:<name>", "register:<name>"
 
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
-        self._owner._on_incoming(self, prm.callId)
+        self._owner._on_incoming(self, prm)
 
     def onRegState(self, prm: pj.OnRegStateParam) -> None:
         code = int(prm.code)
@@ -149,23 +155,28 @@ class _Call(pj.Call):  # type: ignore[misc]
         self.ended = False
         self.outbound = call_id == pj.PJSUA_INVALID_ID
         self.hung_up_by_us = False
+        self.refused = False  # answered 486 by admission control: never reported
+        self.ended_as: tuple[int, str] | None = None  # (code, reason) we ended it for, if we know better
 
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
         ci = self.getInfo()
         state = ci.state
+        if self.refused:
+            if state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.ended:
+                self.ended = True
+                self._owner._refused_ended(self.leg_id)
+            return
         if state == pj.PJSIP_INV_STATE_EARLY and self.outbound:
             self._owner._emit(ev.LegRinging(leg_id=self.leg_id))
         elif state == pj.PJSIP_INV_STATE_CONFIRMED:
+            self._owner._confirmed(self.leg_id)
             self._owner._emit(ev.LegAnswered(leg_id=self.leg_id))
         elif state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.ended:
             self.ended = True
+            self._owner._admitted_ended(self.leg_id)
+            code, reason = self.ended_as or (int(ci.lastStatusCode), safe_text(ci.lastReason))
             self._owner._emit(
-                ev.LegEnded(
-                    leg_id=self.leg_id,
-                    code=int(ci.lastStatusCode),
-                    reason=str(ci.lastReason),
-                    by_peer=not self.hung_up_by_us,
-                )
+                ev.LegEnded(leg_id=self.leg_id, code=code, reason=reason, by_peer=not self.hung_up_by_us)
             )
 
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
@@ -186,7 +197,11 @@ class _Call(pj.Call):  # type: ignore[misc]
 
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
         method = "sip_info" if prm.method == pj.PJSUA_DTMF_METHOD_SIP_INFO else "rfc4733"
-        self._owner._emit(ev.DtmfReceived(leg_id=self.leg_id, digit=str(prm.digit), method=method))
+        digit = safe_digit(prm.digit)
+        if digit is None:  # e.g. a SIP INFO whose Signal is not a key: not a keypress
+            log.info("dtmf_ignored", leg=self.leg_id, method=method, digit=safe_text(prm.digit, 16))
+            return
+        self._owner._emit(ev.DtmfReceived(leg_id=self.leg_id, digit=digit, method=method))
 
     def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:
         if prm.finalNotify:
@@ -234,6 +249,9 @@ class Endpoint:
         # "players" and "recorders" created (the speech ear's recorders count as "ears"),
         # "wavs_finished": recorder files closed complete (ears excluded).
         self.media: Counter[str] = Counter()
+        self._admission = Admission(config.admission) if config.admission is not None else None
+        self._trusted = frozenset(config.trusted_proxies)
+        self._refusals_logged_at = 0.0  # loop time of the last refusal report
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -392,21 +410,18 @@ class Endpoint:
             self._pump.cancel()
             self._pump = None
         self.last_pump = None
+        if self._admission is not None:
+            self._report_refusals(asyncio.get_running_loop().time())
         self._destroy()
 
     def _destroy(self) -> None:
-        for leg in self._legs.values():
-            leg.player = None
-            leg.ear = None
-            leg.taps.clear()
-            self._close_recorders(leg)
-        self._legs.clear()  # drops the Call objects
-        for extra in [*self._registrations, *self._trunk_accounts.values(), *self._media_accounts.values()]:
-            if extra is not self._acc:
-                extra.shutdown()
-        self._registrations.clear()
-        self._trunk_accounts.clear()
-        self._media_accounts.clear()
+        # drops the Call objects, media first. No local of this frame may keep one: a Call
+        # freed after libDestroy() aborts the process (pjsua_call_set_user_data's assertion);
+        # a `for leg in ...` loop variable did, whenever a leg outlived the shutdown grace
+        # (e.g. an answered call whose ACK never came, whose BYE pjsip holds back)
+        for leg_id in list(self._legs):
+            self._forget(leg_id)
+        self._shutdown_extra_accounts()  # in a frame of its own: no local outlives it
         if self._acc is not None:
             self._acc.shutdown()
             self._acc = None
@@ -415,12 +430,53 @@ class Endpoint:
             self._ep = None
         log.info("sip_stopped")
 
+    def _shutdown_extra_accounts(self) -> None:
+        """The trunk, registration and media-policy accounts, before the main one."""
+        for extra in [*self._registrations, *self._trunk_accounts.values(), *self._media_accounts.values()]:
+            if extra is not self._acc:
+                extra.shutdown()
+        self._registrations.clear()
+        self._trunk_accounts.clear()
+        self._media_accounts.clear()
+
     def _tick(self) -> None:
         assert self._ep is not None and self._loop is not None
         self._ep.libHandleEvents(0)
         self.last_pump = self._loop.time()
+        if self._admission is not None:
+            self._police(self._loop.time())
         self._drain()
         self._pump = self._loop.call_later(PUMP_INTERVAL, self._tick)
+
+    def _police(self, now: float) -> None:
+        """Give up answered calls whose ACK is overdue; report refused sources now and then."""
+        assert self._admission is not None
+        deadline = self._admission.next_deadline()
+        if deadline is not None and deadline <= now:
+            for leg_id in self._admission.expired(now):
+                leg = self._legs.get(leg_id)
+                if leg is not None and not leg.call.ended:
+                    log.info("sip_no_ack", leg=leg_id, waited=self._admission.limits.handshake_timeout)
+                    leg.call.ended_as = (408, "ACK not received")
+                    self.hangup(leg_id)
+        if now - self._refusals_logged_at >= REFUSALS_LOG_EVERY:
+            self._report_refusals(now)
+
+    def _report_refusals(self, now: float) -> None:
+        """One line per source refused since the last report: how many INVITEs, and its load."""
+        assert self._admission is not None
+        seconds = round(now - self._refusals_logged_at, 1)
+        self._refusals_logged_at = now
+        for source, count in self._admission.take_refusals().items():
+            calls, unconfirmed = self._admission.load(source)
+            log.warning(
+                "sip_source_refused",
+                source=source,
+                refused=count,
+                seconds=seconds,
+                calls=calls,
+                unconfirmed=unconfirmed,
+            )
 
     def _emit(self, event: ev.TelephonyEvent) -> None:
         self._queue.append(event)
@@ -457,20 +513,73 @@ class Endpoint:
         return f"leg{next(self._ids)}"
 
     # ------------------------------------------------------------- callbacks
-    def _on_incoming(self, acc: _Account, call_id: int) -> None:
+    def _on_incoming(self, acc: _Account, prm: pj.OnIncomingCallParam) -> None:
         leg_id = self._new_leg_id()
-        call = _Call(self, acc, leg_id, call_id)
+        call = _Call(self, acc, leg_id, prm.callId)
         self._legs[leg_id] = _Leg(call)
+        if self._admission is not None and not self._admit(call, prm.rdata):
+            return
         ci = call.getInfo()
+        # the edge: every string from the network is made safe here, once (telephony/sanitize.py)
+        from_uri = safe_text(ci.remoteUri)
         self._emit(
             ev.IncomingCall(
                 leg_id=leg_id,
-                caller=_user_part(ci.remoteUri),
-                from_uri=str(ci.remoteUri),
-                to_uri=str(ci.localUri),
-                sip_call_id=str(ci.callIdString),
+                caller=_user_part(from_uri),
+                from_uri=from_uri,
+                to_uri=safe_text(ci.localUri),
+                sip_call_id=safe_text(ci.callIdString),
             )
         )
+
+    def _admit(self, call: _Call, rdata: pj.SipRxData) -> bool:
+        """Admission control: False after answering the INVITE 486 (nothing is reported)."""
+        assert self._admission is not None and self._loop is not None
+        packet_source = safe_text(rdata.srcAddress, 64)
+        message = rdata.wholeMsg if self._trusted else ""  # only read when a proxy may vouch
+        source, problem = source_of(packet_source, message, self._trusted)
+        if problem is not None:
+            log.warning("sip_proxy_source_missing", proxy=packet_source, problem=safe_text(problem, 128))
+        refuse = self._admission.offer(call.leg_id, source, self._loop.time())
+        if refuse is None:
+            return True
+        if refuse.first:  # then one sip_source_refused line per source every REFUSALS_LOG_EVERY s
+            calls, unconfirmed = self._admission.load(source)
+            log.warning(
+                "sip_source_limited", source=source, limit=refuse.limit, calls=calls, unconfirmed=unconfirmed
+            )
+        call.refused = True
+        # answered once pjsua2's onIncomingCall has returned, never inside it: a final response
+        # that ends the call at once (e.g. its Via cannot be routed) makes pjsua free the call's
+        # cloned request, which pjsua2 then frees again, and the process aborts
+        # (pjsip_rx_data_free_cloned: Assertion `rdata' failed; found by tests/test_fuzz.py)
+        self._loop.call_soon(self._refuse, call.leg_id, refuse.code, refuse.reason)
+        return False
+
+    def _refuse(self, leg_id: str, code: int, reason: str) -> None:
+        leg = self._legs.get(leg_id)
+        if leg is None or leg.call.ended:
+            return  # cancelled meanwhile
+        prm = pj.CallOpParam()
+        prm.statusCode = code
+        prm.reason = reason
+        try:
+            leg.call.hangup(prm)
+        except pj.Error as exc:
+            log.warning("sip_refuse_failed", leg=leg_id, error=exc.info())
+
+    def _refused_ended(self, leg_id: str) -> None:
+        """A refused INVITE's call is over: drop it after this callback returns."""
+        assert self._loop is not None
+        self._loop.call_soon(self._forget, leg_id)
+
+    def _confirmed(self, leg_id: str) -> None:
+        if self._admission is not None:
+            self._admission.confirmed(leg_id)
+
+    def _admitted_ended(self, leg_id: str) -> None:
+        if self._admission is not None:
+            self._admission.ended(leg_id)
 
     # --------------------------------------------------------------- control
     def _leg(self, leg_id: str) -> _Leg:
@@ -485,6 +594,9 @@ class Endpoint:
         self._leg(leg_id).call.answer(prm)
         if code == 200:
             self.media["answered"] += 1
+        if self._admission is not None and 200 <= code < 300:
+            assert self._loop is not None
+            self._admission.answered(leg_id, self._loop.time())  # the ACK is now due
 
     def hangup(self, leg_id: str, code: int = 0) -> None:
         """End a leg; harmless if it is already gone."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import struct
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,3 +88,59 @@ def write_tone(path: Path, *, hz: float = 440.0, seconds: float = 0.5, rate: int
         w.setframerate(rate)
         w.writeframes(samples.tobytes())
     return path
+
+
+@dataclass(frozen=True, slots=True)
+class WavRepair:
+    path: Path
+    data_bytes: int  # audio bytes kept (a trailing partial sample frame is cut off)
+    changed: bool  # the header's sizes were wrong and have been rewritten
+
+
+def repair_wav_header(path: Path) -> WavRepair:
+    """Make a WAV that its writer never closed readable: set the RIFF size and the data
+    chunk's size from the file's length, keeping every whole sample frame written.
+
+    A recorder killed mid-call (kill -9, power loss) leaves the header as it was written
+    at the start, with both sizes 0, which no player opens. Raises ValueError for a file
+    that is not a RIFF/WAVE with a ``fmt `` and a ``data`` chunk.
+    """
+    with path.open("r+b") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            raise ValueError(f"{path}: not a RIFF/WAVE file")
+        offset, block_align = 12, 0
+        while True:
+            f.seek(offset)
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                raise ValueError(f"{path}: no data chunk")
+            cid, clen = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if cid == b"fmt ":
+                fmt = f.read(16)
+                if len(fmt) < 16:
+                    raise ValueError(f"{path}: the fmt chunk is cut short")
+                block_align = struct.unpack("<H", fmt[12:14])[0]
+            if cid == b"data":
+                break
+            offset += 8 + clen + (clen & 1)
+        if block_align == 0:
+            raise ValueError(f"{path}: no fmt chunk before the data")
+        data_at = offset + 8
+        available = max(0, size - data_at)
+        data_bytes = available - available % block_align
+        riff = data_at + data_bytes - 8
+        changed = (clen, struct.unpack("<I", head[4:8])[0]) != (
+            data_bytes,
+            riff,
+        ) or size != data_at + data_bytes
+        if changed:
+            f.truncate(data_at + data_bytes)
+            f.seek(4)
+            f.write(struct.pack("<I", riff))
+            f.seek(offset + 4)
+            f.write(struct.pack("<I", data_bytes))
+            f.flush()
+            os.fsync(f.fileno())
+    return WavRepair(path=path, data_bytes=data_bytes, changed=changed)

@@ -151,6 +151,7 @@ class HotlineProcess:
     prompt_dirs: list[Path] | None = None  # [prompts] directories; default: flows/prompts, the stock set
     whole_call: bool = False  # [recordings] whole_call
     launcher: list[str] | None = None  # runs instead of [python, -m, hotline] (bench/memory.py traces it)
+    sip_options: dict[str, Any] = field(default_factory=dict)  # more [sip] keys, e.g. {"max_calls": 200}
     sip_port: int = 0  # the public SIP port (Kamailio's with proxy=True)
     cti_port: int = 0
     http_port: int = 0
@@ -179,6 +180,7 @@ class HotlineProcess:
             f"port = {self.sip_port}",
             f"rtp_port = {free_port()}",
             f"auto_answer = {str(self.auto_answer).lower()}",
+            *(f"{k} = {toml_value(v)}" for k, v in self.sip_options.items()),
             "[cti]",
             'host = "127.0.0.1"',
             f"port = {self.cti_port}",

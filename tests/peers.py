@@ -537,6 +537,7 @@ class Sipp:
         rtp_echo: bool = False,
         timeout: float = 60,
         name: str | None = None,
+        local_host: str = LOCALHOST,
     ):
         path = Path(scenario)
         self.scenario = path if path.suffix == ".xml" else SIP_DIR / f"{scenario}.xml"
@@ -546,6 +547,7 @@ class Sipp:
             raise ValueError(f"transport must be 'udp' or 'tcp', not {transport!r}")
         self.workdir = Path(workdir)
         self.transport = transport
+        self.local_host = local_host  # 127.0.0.2, ...: another source address on loopback
         self.local_port = local_port or (free_udp_port() if transport == "udp" else free_sip_port())
         # SIPp binds the media port and media port + 2 (video echo).
         self.media_port = media_port or free_udp_port(span=3)
@@ -559,7 +561,7 @@ class Sipp:
         self.calldebug_log = self.workdir / f"{self.name}_calldebug.log"
         self.stat_csv = self.workdir / f"{self.name}_stat.csv"
         args = [SIPP_BIN, "-sf", str(self.scenario)] + ([remote] if remote else [])
-        args += ["-i", LOCALHOST, "-mi", LOCALHOST, "-p", str(self.local_port), "-mp", str(self.media_port)]
+        args += ["-i", local_host, "-mi", local_host, "-p", str(self.local_port), "-mp", str(self.media_port)]
         args += ["-t", "u1" if transport == "udp" else "t1", "-m", str(calls), "-r", str(rate)]
         args += ["-nostdin", "-aa", "-timeout", str(int(timeout)), "-timeout_error"]
         args += ["-trace_err", "-error_file", str(self.error_log)]
@@ -579,7 +581,7 @@ class Sipp:
     @property
     def uri(self) -> str:
         """The SIP URI that reaches this SIPp (for UAS scenarios)."""
-        return f"sip:agent@{LOCALHOST}:{self.local_port};transport={self.transport}"
+        return f"sip:agent@{self.local_host}:{self.local_port};transport={self.transport}"
 
     def start(self, ready_timeout: float = 10.0) -> Sipp:
         """Start SIPp and wait until it has bound its SIP port."""

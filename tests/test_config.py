@@ -52,6 +52,11 @@ def test_shipped_config_loads_with_documented_keys() -> None:
         ("[analytics]\nagitation_level = 0.3\n", "agitation_clear <= agitation_level"),
         ('[analytics.keywords.en]\na = ["x"]\nb = ["x"]\n', "analytics.keywords.en: phrase 'x' is in both"),
         ('[analytics.recognizers]\nen = "whisper"\n', 'use "pocketsphinx" or "vosk:<model>"'),
+        (
+            "[sip]\ntrusted_proxies = ['kamailio']\n[[cti.tokens]]\nname='a'\nsecret='b'\n",
+            "sip.trusted_proxies: 'kamailio' is not an IP address",
+        ),
+        ("[sip]\nhandshake_timeout = 0\n[[cti.tokens]]\nname='a'\nsecret='b'\n", "must be above 0"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path: Path, toml: str, message: str) -> None:

@@ -4,12 +4,14 @@ reconnects and restarts, on real TCP and a real SQLite file."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+import structlog
 
 import cti_bridge
 
@@ -211,3 +213,80 @@ async def subscribed_to(server: Any, **args: Any) -> tuple[CtiClient, dict]:
     c = await CtiClient.connect(server.cti_port)
     assert (await c.request("auth", token=server.token))["ok"]
     return c, await c.request("subscribe", events=["agent.*"], **args)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Odd:
+    wire: ClassVar[str] = "call.odd"
+    call_id: str
+    value: Any  # whatever a buggy or hostile source put there
+
+
+async def test_an_unencodable_event_goes_out_repaired_and_seq_has_no_gap(tmp_path: Path) -> None:
+    """Issue 11, defect 1, injected directly: a lone surrogate (a non-UTF-8 byte from pjsua2),
+    NaN and an object JSON does not know. Before the fix the outbox transaction was left
+    open, the event vanished from both the outbox and the live stream and seq jumped."""
+    server = await start(tmp_path / "h.db")
+    client, _ = await subscribed(server, ["*"])
+    bad_call_id = b"fz69\xf9a7@fuzz".decode("utf-8", "surrogateescape")
+    with structlog.testing.capture_logs() as logs:
+        server.bus.publish(Tick(call_id="c1", n=1))
+        server.bus.publish(Odd(call_id=bad_call_id, value={"nan": float("nan"), "obj": object()}))
+        server.bus.publish(Odd(call_id="c3", value=float("inf")))
+        server.bus.publish(Tick(call_id="c4", n=4))
+        await client.wait_for(lambda: len(client.events) == 4, 5, "4 live events")
+    assert [e["seq"] for e in client.events] == [1, 2, 3, 4]
+    odd = client.events[1]
+    assert odd["call_id"] == "fz69\\udcf9a7@fuzz" and odd["data"]["value"]["nan"] is None
+    assert odd["data"]["value"]["obj"].startswith("<object object at")
+    assert client.events[2]["data"]["value"] is None
+    repaired = [e for e in logs if e["event"] == "event_repaired"]
+    assert [e["seq"] for e in repaired] == [2, 3]
+    rows = server.bus.outbox.read_after(0, 100)  # type: ignore[union-attr]
+    assert [seq for seq, _, _ in rows] == [1, 2, 3, 4]
+    assert [json.loads(line)["seq"] for _, _, line in rows] == [1, 2, 3, 4]  # valid JSON, no NaN
+    replay, reply = await subscribed(server, ["*"], since=0)
+    await replay.wait_for(lambda: len(replay.events) == 4, 5, "the replay")
+    assert reply["ok"] and replay.events == client.events
+    await client.close()
+    await replay.close()
+    await server.stop()
+
+
+def test_a_failed_outbox_write_never_leaves_a_transaction_open(tmp_path: Path) -> None:
+    outbox = cti_bridge.Outbox(tmp_path / "h.db", retain_seconds=3600, retain_events=100)
+    good = (1, "call.tick", 0.0, '{"seq":1}')
+    unbindable = (2, "call.tick", 0.0, "fz69\udcf9a7")  # SQLite cannot encode it: UnicodeEncodeError
+    with pytest.raises(cti_bridge.OutboxError):
+        outbox.write([good, unbindable])
+    assert not outbox._db.in_transaction  # before the fix: "cannot start a transaction within a transaction"
+    assert outbox.read_after(0, 10) == []  # all or nothing
+    outbox.write([good, (2, "call.tick", 0.0, '{"seq":2}')])
+    assert [seq for seq, _, _ in outbox.read_after(0, 10)] == [1, 2]
+    outbox.close()
+
+
+async def test_a_crashing_outbox_write_loses_no_event(tmp_path: Path) -> None:
+    """Whatever the outbox raises, the batch is delivered live and written at the next flush."""
+    server = await start(tmp_path / "h.db")
+    outbox = server.bus.outbox
+    assert outbox is not None
+    client, _ = await subscribed(server, ["*"])
+    real_write = outbox.write
+    calls = {"n": 0}
+
+    def flaky(rows: list[tuple[int, str, float, str]]) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("the disk caught fire")
+        real_write(rows)
+
+    outbox.write = flaky  # type: ignore[method-assign]
+    server.bus.publish(Tick(call_id="c1", n=1))
+    server.bus.flush()
+    server.bus.publish(Tick(call_id="c2", n=2))
+    server.bus.flush()
+    await client.wait_for(lambda: len(client.events) == 2, 5, "both events live")
+    assert [seq for seq, _, _ in outbox.read_after(0, 10)] == [1, 2]
+    await client.close()
+    await server.stop()

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pytest
+import structlog
 
 import cti_bridge
 from acd import AgentState
 from acd import events as aev
+from cti_bridge import protocol
 
 from .helpers import CtiClient
 
@@ -89,6 +91,57 @@ async def test_garbage_gets_an_error_and_the_connection_stays_usable(server: Any
     assert reply == {"id": 1 + 1, "ok": True, "state": "available"}
     reply = await c.request("frobnicate")
     assert reply["error"]["code"] == "cti.unknown_command"
+    await c.close()
+
+
+@pytest.mark.parametrize(
+    ("line", "limit"),
+    [
+        # issue 11, defect 5: RecursionError / int-size ValueError answered cti.internal with a traceback
+        (b'{"id": 5, "cmd": "ping", "x": ' + b"[" * 10_000 + b"]" * 10_000 + b"}", "32 levels deep"),
+        (b'{"id": 5, "cmd": "ping", "x": ' + b"9" * 5000 + b"}", "more than 32 digits"),
+        (b'{"id": 5, "cmd": "ping", "x": ' + b"1" * 40 + b".5e3}", "more than 32 digits"),
+        (b'{"id": 5, "cmd": "ping", "x": 1e999}', "too large"),
+        (b'{"id": 5, "cmd": "ping", "x": NaN}', "NaN is not JSON"),
+        (b'{"id": 5, "cmd": "ping", "x": -Infinity}', "-Infinity is not JSON"),
+        # half a surrogate pair is valid JSON but not text: it would fail in the outbox later
+        (b'{"id": 5, "cmd": "ping", "x": "fz69\\udcf9a7"}', "unpaired UTF-16 surrogate"),
+    ],
+)
+async def test_json_beyond_the_limits_is_bad_json_with_the_limit_and_one_log_line(
+    server: Any, line: bytes, limit: str
+) -> None:
+    c = await authed(server)
+    with structlog.testing.capture_logs() as logs:
+        await c.send_raw(line + b"\n")
+        err = await c.wait_for(lambda: c.other and c.other[-1], 5, "the error reply")
+        reply = await c.request("ping")  # the connection stays usable
+    assert err["error"]["code"] == "cti.bad_json" and limit in err["error"]["message"], err
+    assert reply["ok"]
+    assert [(e["event"], e["code"]) for e in logs] == [("cti_bad_line", "cti.bad_json")]
+    assert not any("exc_info" in e for e in logs)
+    await c.close()
+
+
+async def test_json_within_the_limits_is_accepted(server: Any) -> None:
+    c = await authed(server)
+    nested = "[" * (protocol.MAX_DEPTH - 1) + "]" * (protocol.MAX_DEPTH - 1)  # plus the request object
+    brackets_in_text = "[" * 100  # brackets inside a string do not nest
+    big = "9" * protocol.MAX_NUMBER_DIGITS
+    line = f'{{"id": 7, "cmd": "ping", "x": {nested}, "t": "{brackets_in_text}", "n": -{big}, "f": 1.5e300}}'
+    await c.send_raw(line.encode() + b"\n")
+    assert (await c.wait_for(lambda: c.replies.get(7), 5, "ping reply"))["ok"]
+    await c.close()
+
+
+async def test_garbage_is_logged_a_few_times_per_connection_not_once_per_line(server: Any) -> None:
+    c = await authed(server)
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(20):
+            await c.send_raw(b"not json\n")
+        await c.wait_for(lambda: len(c.other) >= 20, 5, "20 error replies")
+    bad = [e for e in logs if e["event"] == "cti_bad_line"]
+    assert len(bad) == 5 and bad[-1]["further_bad_lines"] == "not logged"
     await c.close()
 
 

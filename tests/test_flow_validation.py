@@ -106,6 +106,42 @@ def test_validate_cli_exit_codes_and_format(tmp_path: Path) -> None:
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
 
+def test_a_deeply_nested_expression_is_a_diagnostic_not_a_traceback(tmp_path: Path) -> None:
+    """Issue 11, defect 6: 200 nested parentheses in a branch `if:` ended `hotline validate`
+    in a RecursionError traceback."""
+    deep = tmp_path / "deep.yaml"
+    condition = "(" * 200 + "true" + ")" * 200
+    deep.write_text(
+        "flow: deep\nstart: b\nnodes:\n  b:\n    type: branch\n    cases:\n"
+        f'      - if: "{condition}"\n        next: h\n    default: h\n  h:\n    type: hangup\n'
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "hotline", "validate", str(deep)], capture_output=True, text=True, cwd=ROOT
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr and "RecursionError" not in run.stdout + run.stderr
+    # line 7; the 33rd parenthesis, one column after the opening quote at column 13
+    assert f"{deep}:7:{13 + 1 + 32}: flow.bad_expression:" in run.stdout
+    assert "nested more than 32 levels deep" in run.stdout
+
+
+def test_an_int_yaml_cannot_convert_is_not_a_crash() -> None:
+    """Found by the flow fuzzer (tests/fuzzing.py): 5000 digits made yaml.safe_load raise
+    ValueError (Python's int-size limit) out of compile_flow_set."""
+    source = "flow: f\nvariables:\n  x: " + "9" * 5000 + "\nstart: h\nnodes:\n  h: {type: hangup}\n"
+    flows, diags = ivr.compile_flow_set({"f.yaml": source}, known_queues=QUEUES)
+    assert "f" in flows, diags
+
+
+def test_yaml_nesting_is_refused_before_pyyaml_parses_it() -> None:
+    """PyYAML's scanner is quadratic in [ ] nesting: 2000 levels took about 2 s of the event
+    loop on every hot reload before its RecursionError. Now the nesting limit answers first."""
+    source = "flow: f\nstart: " + "[" * 2000 + "]" * 2000 + "\nnodes:\n  h: {type: hangup}\n"
+    _flows, diags = ivr.compile_flow_set({"f.yaml": source}, known_queues=QUEUES)
+    assert [d.code for d in diags] == ["flow.yaml_syntax"]
+    assert "nested more than 64 levels" in diags[0].message
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=300))
 def test_random_text_never_crashes_the_compiler(text: str) -> None:

@@ -101,3 +101,30 @@ def test_random_text_parses_or_fails_cleanly_and_evaluation_is_total(text: str) 
         assert 1 <= exc.col <= len(text) + 1
         return
     ex.evaluate(parsed, {"a": {"b": [1, "x", None]}, "b": "ab"})
+
+
+@pytest.mark.parametrize(
+    ("source", "col", "limit"),
+    [
+        # 200 nested parentheses crashed the compiler with RecursionError (issue 11, defect 6)
+        ("(" * 200 + "true" + ")" * 200, ex.MAX_NESTING + 1, "nested more than"),
+        ("[" * 40 + "1" + "]" * 40, ex.MAX_NESTING + 1, "nested more than"),
+        ("not " * 40 + "true", 4 * ex.MAX_NESTING + 1, "nested more than"),
+        ("9" * 5000 + " == 1", 1, "digits"),  # int() refuses 4300+ digits: a ValueError, not a diagnostic
+    ],
+)
+def test_hostile_expressions_fail_with_the_limit_and_a_column(source: str, col: int, limit: str) -> None:
+    with pytest.raises(ex.ExprError) as err:
+        ex.parse(source)
+    assert err.value.col == col and limit in err.value.message
+
+
+def test_expression_tree_depth_is_bounded_and_the_limit_itself_is_fine() -> None:
+    within = "(" * ex.MAX_NESTING + "a" + ")" * ex.MAX_NESTING
+    assert ex.evaluate(ex.parse(within), {"a": 1}) == 1
+    chain = " or ".join(["x == 1"] * 1500)  # variables() and evaluate() recurse over the tree
+    with pytest.raises(ex.ExprError) as err:
+        ex.parse(chain)
+    assert f"more than {ex.MAX_DEPTH} levels" in err.value.message and 1 <= err.value.col <= len(chain)
+    ok = " or ".join(["x == 1"] * (ex.MAX_DEPTH - 1))
+    assert ex.evaluate(ex.parse(ok), {"x": 1}) is True

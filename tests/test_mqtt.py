@@ -220,3 +220,66 @@ async def test_server_publishes_when_configured_and_is_silent_when_not(
     quiet_log = quiet.log_events()
     assert not [e for e in quiet_log if "mqtt" in e["event"] or e.get("level") == "error"]
     assert any(e["event"] == "mqtt_connected" for e in loud.log_events())
+
+
+def test_a_publisher_that_never_reached_the_broker_still_resumes_where_it_began(tmp_path: Path) -> None:
+    """The cursor must be durable from the moment the publisher exists: before, it was only
+    saved once a first connection attempt ended, so a kill -9 before that (a broker host that
+    is slow to refuse) made the next run start at the newest event, skipping the backlog."""
+    outbox = cti_bridge.Outbox(tmp_path / "h.db", retain_seconds=3600, retain_events=10**6)
+    bus = cti_bridge.EventBus(outbox=outbox)
+    bus.publish(Tick(call_id="c0", n=0))  # before this run's publisher: delivered by an earlier one
+    cti_bridge.MqttPublisher(cti_bridge.MqttSettings(host="127.0.0.1", port=9, node="n1"), outbox)
+    for n in range(1, 6):
+        bus.publish(Tick(call_id=f"c{n}", n=n))
+    outbox.close()  # killed: no stop(), no connection attempt ever finished
+    again = cti_bridge.Outbox(tmp_path / "h.db", retain_seconds=3600, retain_events=10**6)
+    restarted = cti_bridge.MqttPublisher(cti_bridge.MqttSettings(host="127.0.0.1", port=9, node="n1"), again)
+    assert restarted.cursor == 1  # the five events of the killed run are still to be sent
+    again.close()
+
+
+@pytest.mark.parametrize("how", ["sigterm", "kill -9"])
+async def test_a_restarted_server_sends_the_backlog_it_had_not_published(
+    broker: Mosquitto, tmp_path: Path, how: str
+) -> None:
+    """Issue 11: after a restart, the events a broker outage left unpublished go out. The broker
+    is down while agents change state; the server is stopped with that backlog (SIGTERM, or
+    kill -9), the broker comes back, the server restarts: every event reaches MQTT once or more."""
+    from .helpers import CtiClient, HotlineProcess
+
+    broker.stop()
+    agents = [{"id": f"10{n:02d}", "contact": f"sip:10{n:02d}@127.0.0.1:9"} for n in range(10)]
+    server = HotlineProcess(
+        workdir=tmp_path / "hotline",
+        agents=agents,
+        log_level="info",
+        extra_toml=f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n',
+    ).start()
+    c = await CtiClient.connect(server.cti_port)
+    assert (await c.request("auth", token=server.token))["ok"]
+    lines = [
+        {"id": f"r{r}-{a['id']}-{cmd}", "cmd": cmd, "agent": a["id"], "reason": "break"}
+        for r in range(10)
+        for a in agents
+        for cmd in ("agent.login", "agent.ready", "agent.not_ready", "agent.logout")
+    ]  # 400 agent.state_changed events, sent at once (within the connection's burst)
+    await c.send_raw("".join(json.dumps(line) + "\n" for line in lines).encode())
+    await c.wait_for(lambda: len(c.replies) == 1 + len(lines), 20, "every reply")
+    assert all(r["ok"] for r in c.replies.values())
+    seq = (await c.request("ping"))["seq"]
+    await c.close()
+    assert seq >= 400
+    if how == "sigterm":
+        assert server.stop() == 0
+    else:
+        server.kill()
+    broker.start()
+    sub = Subscriber(broker.port)
+    await asyncio.wait_for(sub.connected.wait(), 10)
+    server.start()
+    try:
+        await wait_until(lambda: set(range(1, seq + 1)) <= sub.seqs, 30, f"the {seq} events of the backlog")
+    finally:
+        await sub.close()
+        assert server.stop() == 0

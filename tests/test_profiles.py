@@ -278,6 +278,12 @@ async def crm() -> AsyncIterator[tuple[str, list[str]]]:
             return web.json_response({"tier": "gold"})
         if number == "+15550004":
             return web.Response(text="<html>oops</html>")
+        if number == "+15550006":  # an escaped lone surrogate: valid JSON, not encodable text
+            return web.Response(text='{"tier": "gold", "name": "Bj\\udcf6rn"}')
+        if number == "+15550007":  # nested past any sane depth: RecursionError in json.loads
+            return web.Response(text='{"tier": "gold", "x": ' + "[" * 5000 + "]" * 5000 + "}")
+        if number == "+15550008":  # 2 MiB
+            return web.Response(text='{"tier": "gold", "name": "' + "x" * (2 << 20) + '"}')
         return web.Response(status=404)
 
     app = web.Application()
@@ -289,6 +295,29 @@ async def crm() -> AsyncIterator[tuple[str, list[str]]]:
     port = runner.addresses[0][1]
     yield f"http://127.0.0.1:{port}/callers/{{number}}", seen
     await runner.cleanup()
+
+
+async def test_a_crm_body_is_bounded_and_made_safe_where_it_enters(
+    tmp_path: Path, crm: tuple[str, list[str]]
+) -> None:
+    """Issue 11: what an HTTP peer sends is network input like a SIP header; an unencodable
+    string, a body nested 5000 deep or 2 MiB long must not reach the call (or a traceback)."""
+    url, _seen = crm
+    s = pr.ProfileStore(tmp_path / "hotline.db", http=pr.HttpLookup(url=url, timeout=2.0))
+    await s.open()
+    try:
+        with capture_logs() as logs:
+            safe = await s.get("+15550006")
+            assert safe is not None and safe["tier"] == "gold"
+            safe["name"].encode("utf-8")  # no lone surrogate left
+            assert safe["name"] == "Bj\\udcf6rn"
+            assert await s.get("+15550007") is None
+            assert await s.get("+15550008") is None
+        failed = [e for e in logs if e["event"] == "profile_lookup_failed"]
+        assert [e["reason"] for e in failed] == ["JsonLimitError", "JsonLimitError"]
+        assert not any("exc_info" in e for e in logs)
+    finally:
+        await s.close()
 
 
 async def test_http_fallback(tmp_path: Path, crm: tuple[str, list[str]]) -> None:

@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 import cti_bridge
 import ivr
 from hotline import reload as hr
@@ -197,6 +199,69 @@ async def test_same_size_same_mtime_rewrite_is_still_seen(tmp_path: Path) -> Non
     assert rec.accepted and rec.accepted[-1][1].changed == ["main"]
 
 
+async def test_a_too_deep_expression_is_rejected_with_an_event_not_a_traceback(tmp_path: Path) -> None:
+    """Issue 11, defect 6: on hot reload, 200 nested parentheses logged a RecursionError
+    traceback (flow_watch_failed) and no ivr.flow_rejected was sent."""
+    write(tmp_path / "main.yaml", MAIN.format(greeting="v1"))
+    rec = Recorder()
+    w = watcher(tmp_path, rec)
+    w.prime()
+    deep = "(" * 200 + "true" + ")" * 200
+    write(
+        tmp_path / "main.yaml",
+        MAIN.format(greeting="v1").replace("next: bye", "next: pick")
+        + f'  pick:\n    type: branch\n    cases:\n      - if: "{deep}"\n        next: bye\n'
+        "    default: bye\n",
+    )
+    with structlog.testing.capture_logs() as logs:
+        w.start()
+        try:
+            await until(lambda: rec.rejected, what="the deep expression rejected")
+        finally:
+            await w.stop()
+    rejected = rec.rejected[-1][1]
+    assert rejected.file == str(tmp_path / "main.yaml")
+    assert (rejected.line, rejected.code) == (13, "flow.bad_expression")
+    assert rejected.col == 13 + 1 + 32 and "32 levels" in rejected.message
+    assert not [e for e in logs if e["event"] == "flow_watch_failed" or "exc_info" in e]
+
+
+async def test_a_crashing_compiler_rejects_the_edit_and_keeps_the_live_flows(tmp_path: Path) -> None:
+    """A compiler bug must end as ivr.flow_rejected (flow.compiler_failed) with one log
+    line, never as a traceback with the previous set silently kept."""
+    write(tmp_path / "main.yaml", MAIN.format(greeting="v1"))
+    real = hr.compile_with()
+    crash = {"on": False}
+
+    def compile_or_crash(sources: Mapping[str, str]) -> Any:
+        if crash["on"]:
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(sources)
+
+    rec = Recorder()
+    w = hr.FlowWatcher(
+        directory=tmp_path,
+        compile=compile_or_crash,
+        on_accept=rec.accept,
+        on_reject=rec.reject,
+        interval=0.02,
+        required=("main",),
+    )
+    w.prime()
+    v1 = w.live["main"].version
+    crash["on"] = True
+    write(tmp_path / "main.yaml", MAIN.format(greeting="v2"))
+    with structlog.testing.capture_logs() as logs:
+        await _polls(w, 2)
+    event = rec.rejected[-1][1]
+    assert event.code == "flow.compiler_failed" and event.file == str(tmp_path / "main.yaml")
+    assert "RecursionError" in event.message
+    assert w.live["main"].version == v1
+    names = [e["event"] for e in logs]
+    assert names[0] == "flow_compiler_failed" and set(names[1:]) == {"flow_rejected"}
+    assert not any("exc_info" in e for e in logs)
+
+
 async def test_events_have_wire_names_and_schemas() -> None:
     schemas = cti_bridge.vocabulary_schemas((hr.FlowReloaded, hr.FlowRejected))
     assert set(schemas) == {"ivr.flow_reloaded", "ivr.flow_rejected"}
@@ -207,3 +272,17 @@ async def test_events_have_wire_names_and_schemas() -> None:
 async def _polls(w: hr.FlowWatcher, n: int) -> None:
     for _ in range(n):
         w.poll()
+
+
+async def test_a_rejection_event_quotes_a_huge_value_only_briefly(tmp_path: Path) -> None:
+    """Found by bench/fuzz.py: a diagnostic quoting a 100,000-character value made an
+    ivr.flow_rejected line longer than CTI clients read (64 KiB is common)."""
+    write(tmp_path / "main.yaml", MAIN.format(greeting="v1"))
+    rec = Recorder()
+    w = watcher(tmp_path, rec)
+    w.prime()
+    write(tmp_path / "main.yaml", BROKEN.replace("next: nowhere", "next: " + "x" * 100_000))
+    await _polls(w, 2)
+    event = rec.rejected[-1][1]
+    assert event.code == "flow.unknown_node" and len(event.message) <= 500 and event.message.endswith("…")
+    assert len(cti_bridge.envelope(1, event, 0.0)["data"]["message"]) <= 500
